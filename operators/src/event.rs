@@ -1,0 +1,310 @@
+//! The typed event model: every input topic of `docs/events.md`, decoded and validated.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use crate::time::Timestamp;
+
+/// An input topic. Declared in name order, so `Ord` is the spec's tie-break order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Topic {
+    /// Browsing, carts, identify and location pings.
+    Clickstream,
+    /// Profiles and erasures.
+    Customers,
+    /// Stock lots.
+    Inventory,
+    /// Store reference data.
+    Stores,
+    /// Purchases and refunds.
+    Transactions,
+    /// Weather observations.
+    Weather,
+}
+
+impl Topic {
+    /// Every input topic, in name order.
+    pub const ALL: [Topic; 6] = [
+        Topic::Clickstream,
+        Topic::Customers,
+        Topic::Inventory,
+        Topic::Stores,
+        Topic::Transactions,
+        Topic::Weather,
+    ];
+
+    /// The topic's name on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Topic::Clickstream => "clickstream",
+            Topic::Customers => "customers",
+            Topic::Inventory => "inventory",
+            Topic::Stores => "stores",
+            Topic::Transactions => "transactions",
+            Topic::Weather => "weather",
+        }
+    }
+
+    /// Whether records are keyed by store (`inventory`, `stores`, `weather`) rather than customer.
+    pub const fn keyed_by_store(self) -> bool {
+        matches!(self, Topic::Inventory | Topic::Stores | Topic::Weather)
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Topic {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Topic::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown input topic `{s}`"))
+    }
+}
+
+/// One decoded input event: the envelope plus its typed body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Unique per event; the dedupe key for redelivered input.
+    pub message_id: String,
+    /// Event time.
+    pub timestamp: Timestamp,
+    /// Member / account id (a hard id).
+    pub user_id: Option<String>,
+    /// Device or cookie id (a soft id).
+    pub anonymous_id: Option<String>,
+    /// `web`, `app`, `mini_program`, `pos`, `call_center`.
+    pub channel: Option<String>,
+    /// The store, where the event names one.
+    pub store_id: Option<String>,
+    /// The typed body.
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// The customer key before identity resolution: `user_id`, else `anon:<anonymous_id>`.
+    ///
+    /// The runtime resolves anonymous ids linked by `identify` to their customer; this is
+    /// what a producer that knows no links routes by.
+    pub fn raw_customer_key(&self) -> Option<String> {
+        match (&self.user_id, &self.anonymous_id) {
+            (Some(u), _) => Some(u.clone()),
+            (None, Some(a)) => Some(anon_key(a)),
+            (None, None) => None,
+        }
+    }
+
+    /// The event's `type` as it stands on the wire.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+}
+
+/// The customer key of an anonymous id nobody has claimed yet.
+pub fn anon_key(anonymous_id: &str) -> String {
+    format!("anon:{anonymous_id}")
+}
+
+/// An event's typed body, one variant per `type`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventKind {
+    /// `page_view`.
+    PageView,
+    /// `view_item`.
+    ViewItem {
+        /// The items viewed, where the event lists them.
+        items: Vec<Item>,
+    },
+    /// `search`.
+    Search {
+        /// The search terms.
+        query: Option<String>,
+    },
+    /// `view_cart`: cart activity.
+    ViewCart {
+        /// The cart, else the customer's default cart.
+        cart_id: Option<String>,
+    },
+    /// `begin_checkout`: cart activity.
+    BeginCheckout {
+        /// The cart, else the customer's default cart.
+        cart_id: Option<String>,
+    },
+    /// `add_to_cart`.
+    AddToCart(CartChange),
+    /// `remove_from_cart`.
+    RemoveFromCart(CartChange),
+    /// `identify`: links `anonymous_id` to `user_id` from its timestamp on.
+    Identify,
+    /// `location`: a position ping.
+    Location {
+        /// WGS84 latitude, degrees.
+        lat: f64,
+        /// WGS84 longitude, degrees.
+        lon: f64,
+        /// Accuracy radius in metres.
+        accuracy_m: Option<f64>,
+    },
+    /// `purchase`.
+    Purchase(Transaction),
+    /// `refund`.
+    Refund(Transaction),
+    /// `profile`: an upsert; absent fields keep their earlier value.
+    Profile(Profile),
+    /// `erase`: the right to be forgotten.
+    Erase,
+    /// `stock`: an upsert of one lot.
+    Stock(Lot),
+    /// `store`: store reference data.
+    Store(Store),
+    /// `weather`: an observation.
+    Weather(Weather),
+}
+
+impl EventKind {
+    /// The `type` as it stands on the wire.
+    pub const fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::PageView => "page_view",
+            EventKind::ViewItem { .. } => "view_item",
+            EventKind::Search { .. } => "search",
+            EventKind::ViewCart { .. } => "view_cart",
+            EventKind::BeginCheckout { .. } => "begin_checkout",
+            EventKind::AddToCart(_) => "add_to_cart",
+            EventKind::RemoveFromCart(_) => "remove_from_cart",
+            EventKind::Identify => "identify",
+            EventKind::Location { .. } => "location",
+            EventKind::Purchase(_) => "purchase",
+            EventKind::Refund(_) => "refund",
+            EventKind::Profile(_) => "profile",
+            EventKind::Erase => "erase",
+            EventKind::Stock(_) => "stock",
+            EventKind::Store(_) => "store",
+            EventKind::Weather(_) => "weather",
+        }
+    }
+}
+
+/// A line item (GA4 names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    /// The item (SKU).
+    pub item_id: String,
+    /// Display name.
+    pub item_name: Option<String>,
+    /// Category, e.g. `dairy`.
+    pub item_category: Option<String>,
+    /// Unit price.
+    pub price: Option<Decimal>,
+    /// A positive integer, default 1.
+    pub quantity: u32,
+}
+
+/// The body of `add_to_cart` / `remove_from_cart`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CartChange {
+    /// The cart, else the customer's default cart.
+    pub cart_id: Option<String>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    /// What was added or removed.
+    pub items: Vec<Item>,
+}
+
+/// The body of `purchase` / `refund`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transaction {
+    /// The order.
+    pub transaction_id: String,
+    /// The cart it checked out, where known.
+    pub cart_id: Option<String>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    /// Total paid (or refunded).
+    pub value: Option<Decimal>,
+    /// Tax.
+    pub tax: Option<Decimal>,
+    /// Shipping.
+    pub shipping: Option<Decimal>,
+    /// Discount.
+    pub discount: Option<Decimal>,
+    /// Coupon code.
+    pub coupon: Option<String>,
+    /// Payment type.
+    pub payment_type: Option<String>,
+    /// Line items.
+    pub items: Vec<Item>,
+    /// Why it was refunded.
+    pub reason: Option<String>,
+}
+
+/// The body of `profile`. `None` means "keep the earlier value".
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Profile {
+    /// `YYYY-MM-DD` or `--MM-DD`.
+    pub birthday: Option<String>,
+    /// IANA zone name.
+    pub timezone: Option<String>,
+    /// The customer's home store.
+    pub home_store_id: Option<String>,
+    /// Loyalty tier.
+    pub tier: Option<String>,
+    /// Channel → consent.
+    pub consent: Option<BTreeMap<String, bool>>,
+    /// SHA-256 of the e-mail address.
+    pub email_sha256: Option<String>,
+    /// SHA-256 of the phone number.
+    pub phone_sha256: Option<String>,
+}
+
+/// The body of `stock`: one lot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lot {
+    /// The item (SKU).
+    pub item_id: String,
+    /// Category.
+    pub item_category: Option<String>,
+    /// The lot.
+    pub lot_id: String,
+    /// Units on hand.
+    pub on_hand: u64,
+    /// Current shelf price.
+    pub price: Option<Decimal>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    /// Best-before.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// The body of `store`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Store {
+    /// WGS84 latitude.
+    pub lat: f64,
+    /// WGS84 longitude.
+    pub lon: f64,
+    /// IANA zone name.
+    pub timezone: Option<String>,
+    /// Region, for regional weather.
+    pub region: Option<String>,
+}
+
+/// The body of `weather`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Weather {
+    /// The region, when the observation is regional rather than per store.
+    pub region: Option<String>,
+    /// Temperature, °C.
+    pub temp_c: f64,
+    /// `clear`, `clouds`, `rain`, `snow`, `storm`, `fog`.
+    pub condition: String,
+}

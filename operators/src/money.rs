@@ -1,0 +1,102 @@
+//! Money: a JSON string (`"12.90"`) or number (`12.9`) parsed into `Decimal` exactly.
+//!
+//! Numbers are read from their source text (serde_json's `RawValue`), never through
+//! `f64`, so `0.1` is exactly one tenth. Money is always written back as a string.
+
+use rust_decimal::Decimal;
+use serde_json::value::RawValue;
+
+/// Parses a money value from the raw JSON text of a field.
+///
+/// Accepts a JSON string holding a plain decimal (`"12.90"`, `"-3"`) or a JSON number
+/// (`12.9`, `1e2`). Rejects everything else with a message that quotes the input.
+pub fn parse_money(raw: &RawValue) -> Result<Decimal, String> {
+    let text = raw.get();
+    if let Some(inner) = text.strip_prefix('"') {
+        // A JSON string: decode escapes only when there are any.
+        let s: std::borrow::Cow<'_, str> = if inner.contains('\\') {
+            serde_json::from_str::<String>(text)
+                .map_err(|e| format!("invalid decimal {text}: {e}"))?
+                .into()
+        } else {
+            inner.strip_suffix('"').unwrap_or(inner).into()
+        };
+        parse_decimal_text(&s).ok_or_else(|| format!("invalid decimal {text}"))
+    } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        parse_decimal_text(text).ok_or_else(|| format!("invalid decimal {text}"))
+    } else {
+        Err(format!(
+            "invalid decimal {text}: expected a string or a number"
+        ))
+    }
+}
+
+/// Parses decimal text: an optional sign, digits with at most one `.`, an optional exponent.
+pub fn parse_decimal_text(s: &str) -> Option<Decimal> {
+    let s = s.trim();
+    if s.is_empty() || !s.bytes().any(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Only plain ASCII decimal syntax: no thousands separators, no `,` as a point, no
+    // `NaN`/`inf`, no leading `+` that JSON would reject as a number.
+    let plain = s
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b.is_ascii_digit() || b == b'.' || (i == 0 && b == b'-'));
+    if plain {
+        return Decimal::from_str_exact(s).ok();
+    }
+    let scientific = s
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
+    if scientific && s.contains(['e', 'E']) {
+        return Decimal::from_scientific(s).ok();
+    }
+    None
+}
+
+/// Serde helper for config money: a string such as `"0.01"`, parsed exactly.
+pub fn deserialize_money_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_decimal_text(&s).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "invalid decimal {s:?} (money is a string such as \"0.01\")"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn strings_and_numbers_parse_exactly() {
+        assert_eq!(parse_money(&raw("\"12.90\"")).unwrap().to_string(), "12.90");
+        assert_eq!(parse_money(&raw("12.9")).unwrap().to_string(), "12.9");
+        assert_eq!(parse_money(&raw("0.1")).unwrap(), Decimal::new(1, 1));
+        assert_eq!(parse_money(&raw("-3")).unwrap(), Decimal::new(-3, 0));
+        assert_eq!(parse_money(&raw("1e2")).unwrap(), Decimal::new(100, 0));
+        assert_eq!(
+            parse_money(&raw("1234567890.123456789"))
+                .unwrap()
+                .to_string(),
+            "1234567890.123456789"
+        );
+    }
+
+    #[test]
+    fn rejects_comma_and_junk() {
+        assert_eq!(
+            parse_money(&raw("\"12,90\"")).unwrap_err(),
+            "invalid decimal \"12,90\""
+        );
+        assert!(parse_money(&raw("\"\"")).is_err());
+        assert!(parse_money(&raw("\"NaN\"")).is_err());
+        assert!(parse_money(&raw("true")).is_err());
+        assert!(parse_money(&raw("\"1.2.3\"")).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! The one trait every operator implements, and the context it works through.
+
+use std::any::Any;
+
+use crate::action::Action;
+use crate::event::Event;
+use crate::time::Timestamp;
+use crate::timer::TimerService;
+
+/// One key's state, moved between workers when an `identify` merges two keys.
+pub type KeyState = Box<dyn Any + Send>;
+
+/// What an operator may touch: the clock, its key, its timers and the action collector.
+///
+/// Operators never read a wall clock, spawn tasks or do I/O; everything arrives here.
+pub struct Context<'a> {
+    now: Timestamp,
+    key: &'a str,
+    op: u16,
+    timers: &'a mut TimerService,
+    out: &'a mut Vec<Action>,
+}
+
+impl<'a> Context<'a> {
+    /// A context for operator number `op` acting on `key` at `now`.
+    pub fn new(
+        now: Timestamp,
+        key: &'a str,
+        op: u16,
+        timers: &'a mut TimerService,
+        out: &'a mut Vec<Action>,
+    ) -> Self {
+        Context {
+            now,
+            key,
+            op,
+            timers,
+            out,
+        }
+    }
+
+    /// Event time: the event's `timestamp`, or the due instant of the timer being fired.
+    pub fn now(&self) -> Timestamp {
+        self.now
+    }
+
+    /// The customer (or store) key this call is about.
+    pub fn key(&self) -> &'a str {
+        self.key
+    }
+
+    /// Sets (or moves) this key's timer `tag` to `due`.
+    pub fn set_timer(&mut self, tag: u64, due: Timestamp) {
+        self.timers.set(self.op, self.key, tag, due);
+    }
+
+    /// Cancels this key's timer `tag`.
+    pub fn cancel_timer(&mut self, tag: u64) {
+        self.timers.cancel(self.op, self.key, tag);
+    }
+
+    /// Emits an action.
+    pub fn emit(&mut self, action: Action) {
+        self.out.push(action);
+    }
+}
+
+/// A keyed, event-time operator: a trigger or a stateful building block.
+///
+/// The runtime calls it in event-time order per key: `on_event` for each event whose
+/// resolved key it owns, `on_timer` when the pipeline clock reaches a timer it set.
+pub trait Operator: Send {
+    /// A stable name, used in metrics and logs.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event to the state of `ctx.key()`.
+    fn on_event(&mut self, event: &Event, ctx: &mut Context<'_>);
+
+    /// A timer this operator set for `ctx.key()` is due at `ctx.now()`.
+    fn on_timer(&mut self, tag: u64, ctx: &mut Context<'_>);
+
+    /// Removes and returns all state of `ctx.key()` (cancelling its timers), so an identity
+    /// merge can move it to the surviving key, possibly on another worker.
+    fn export(&mut self, ctx: &mut Context<'_>) -> Option<KeyState>;
+
+    /// Merges state exported from another key into `ctx.key()` (re-arming its timers).
+    fn import(&mut self, state: KeyState, ctx: &mut Context<'_>);
+
+    /// How many keys hold state.
+    fn key_count(&self) -> usize;
+}

@@ -1,0 +1,612 @@
+//! abandoned_cart → `notifications`: a cart left idle for `delay` with value in it.
+//!
+//! Exactly `docs/triggers.md`: contents per `item_id` (removals floor at 0, price from the
+//! latest `add_to_cart`), a deadline moved by every cart activity, exit on purchase (by
+//! `cart_id`, or by the customer at or after the cart's first activity), `min_value`,
+//! a per-customer `cooldown` between `fired_at`s, and a notified cart that re-arms only
+//! on new activity.
+
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use serde_json::json;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::event::{CartChange, Event, EventKind};
+use crate::money::deserialize_money_str;
+use crate::operator::{Context, KeyState, Operator};
+use crate::time::{Span, Timestamp};
+
+/// The trigger's name in actions and metrics.
+pub const NAME: &str = "abandoned_cart";
+const RULE_VERSION: &str = "1";
+
+/// `[triggers.abandoned_cart]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AbandonedCartConfig {
+    /// Whether the trigger runs.
+    pub enabled: bool,
+    /// Idle time after the latest cart activity before the cart counts as abandoned.
+    pub delay_secs: u64,
+    /// The smallest cart value that fires (money, a string).
+    #[serde(deserialize_with = "deserialize_money_str")]
+    pub min_value: Decimal,
+    /// At most one abandoned_cart action per customer within this span (between `fired_at`s).
+    pub cooldown_secs: u64,
+    /// The channel actions go out on.
+    pub channel: String,
+    /// The template marketing automation renders.
+    pub template: String,
+}
+
+impl Default for AbandonedCartConfig {
+    fn default() -> Self {
+        AbandonedCartConfig {
+            enabled: true,
+            delay_secs: 1800,
+            min_value: Decimal::new(1, 2),
+            cooldown_secs: 86_400,
+            channel: "push".into(),
+            template: "abandoned_cart_reminder".into(),
+        }
+    }
+}
+
+/// The operator.
+pub struct AbandonedCart {
+    delay: Span,
+    cooldown: Span,
+    min_value: Decimal,
+    channel: String,
+    template: String,
+    customers: FxHashMap<String, Customer>,
+}
+
+/// One customer's carts and cooldown.
+#[derive(Debug, Default)]
+struct Customer {
+    carts: Vec<Cart>,
+    last_fired: Option<Timestamp>,
+    anonymous_id: Option<String>,
+}
+
+#[derive(Debug)]
+struct Cart {
+    /// `cart_id`, or the customer key for the default cart.
+    id: String,
+    /// Whether `id` is a real `cart_id` (else the default cart, renamed on merge).
+    named: bool,
+    lines: Vec<Line>,
+    currency: Option<String>,
+    first_activity: Timestamp,
+    last_activity: Timestamp,
+    notified: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    item_id: String,
+    price: Decimal,
+    quantity: u64,
+}
+
+impl Cart {
+    fn value(&self) -> Decimal {
+        self.lines
+            .iter()
+            .map(|l| l.price * Decimal::from(l.quantity))
+            .sum()
+    }
+
+    fn tag(&self) -> u64 {
+        xxh3_64(self.id.as_bytes())
+    }
+
+    fn add(&mut self, item_id: &str, price: Option<Decimal>, quantity: u64) {
+        match self.lines.iter_mut().find(|l| l.item_id == item_id) {
+            Some(line) => {
+                line.quantity += quantity;
+                if let Some(p) = price {
+                    line.price = p;
+                }
+            }
+            None => self.lines.push(Line {
+                item_id: item_id.to_owned(),
+                price: price.unwrap_or_default(),
+                quantity,
+            }),
+        }
+    }
+
+    fn remove(&mut self, item_id: &str, quantity: u64) {
+        if let Some(i) = self.lines.iter().position(|l| l.item_id == item_id) {
+            let line = &mut self.lines[i];
+            line.quantity = line.quantity.saturating_sub(quantity);
+            if line.quantity == 0 {
+                self.lines.remove(i);
+            }
+        }
+    }
+}
+
+impl AbandonedCart {
+    /// Builds the operator from its config.
+    pub fn new(cfg: &AbandonedCartConfig) -> Self {
+        AbandonedCart {
+            delay: Span::from_secs(cfg.delay_secs as i64),
+            cooldown: Span::from_secs(cfg.cooldown_secs as i64),
+            min_value: cfg.min_value,
+            channel: cfg.channel.clone(),
+            template: cfg.template.clone(),
+            customers: FxHashMap::default(),
+        }
+    }
+
+    /// Cart activity on `cart_id` (or the default cart): applies `change` and moves the deadline.
+    fn activity(
+        &mut self,
+        cart_id: Option<&str>,
+        change: Option<(&CartChange, bool)>,
+        event: &Event,
+        ctx: &mut Context<'_>,
+    ) {
+        let key = ctx.key();
+        let ts = event.timestamp;
+        let id = cart_id.unwrap_or(key);
+        let is_add = matches!(change, Some((_, true)));
+        // Only an add opens a cart; viewing or removing from nothing is no cart.
+        let has_cart = |c: &Customer| c.carts.iter().any(|c| c.id == id);
+        if !is_add && !self.customers.get(key).is_some_and(has_cart) {
+            return;
+        }
+        if !self.customers.contains_key(key) {
+            self.customers.insert(key.to_owned(), Customer::default());
+        }
+        let Some(customer) = self.customers.get_mut(key) else {
+            return;
+        };
+        if let Some(a) = &event.anonymous_id {
+            if customer.anonymous_id.as_ref() != Some(a) {
+                customer.anonymous_id = Some(a.clone());
+            }
+        }
+        let idx = match customer.carts.iter().position(|c| c.id == id) {
+            Some(i) => i,
+            None => {
+                customer.carts.push(Cart {
+                    id: id.to_owned(),
+                    named: cart_id.is_some(),
+                    lines: Vec::new(),
+                    currency: None,
+                    first_activity: ts,
+                    last_activity: ts,
+                    notified: false,
+                });
+                customer.carts.len() - 1
+            }
+        };
+        let cart = &mut customer.carts[idx];
+        if let Some((change, is_add)) = change {
+            if change.currency.is_some() {
+                cart.currency.clone_from(&change.currency);
+            }
+            for item in &change.items {
+                if is_add {
+                    cart.add(&item.item_id, item.price, u64::from(item.quantity));
+                } else {
+                    cart.remove(&item.item_id, u64::from(item.quantity));
+                }
+            }
+        }
+        cart.first_activity = cart.first_activity.min(ts);
+        cart.last_activity = cart.last_activity.max(ts);
+        cart.notified = false;
+        let (tag, due) = (cart.tag(), cart.last_activity.plus(self.delay));
+        ctx.set_timer(tag, due);
+    }
+
+    fn purchase(&mut self, cart_id: Option<&str>, ts: Timestamp, ctx: &mut Context<'_>) {
+        let Some(customer) = self.customers.get_mut(ctx.key()) else {
+            return;
+        };
+        customer.carts.retain(|cart| {
+            let exits = match cart_id {
+                Some(id) => cart.id == id,
+                None => cart.first_activity <= ts,
+            };
+            if exits {
+                ctx.cancel_timer(cart.tag());
+            }
+            !exits
+        });
+        if customer.carts.is_empty() && customer.last_fired.is_none() {
+            self.customers.remove(ctx.key());
+        }
+    }
+}
+
+impl Operator for AbandonedCart {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn on_event(&mut self, event: &Event, ctx: &mut Context<'_>) {
+        match &event.kind {
+            EventKind::AddToCart(c) => {
+                self.activity(c.cart_id.as_deref(), Some((c, true)), event, ctx)
+            }
+            EventKind::RemoveFromCart(c) => {
+                self.activity(c.cart_id.as_deref(), Some((c, false)), event, ctx)
+            }
+            EventKind::ViewCart { cart_id } | EventKind::BeginCheckout { cart_id } => {
+                self.activity(cart_id.as_deref(), None, event, ctx)
+            }
+            EventKind::Purchase(tx) => self.purchase(tx.cart_id.as_deref(), event.timestamp, ctx),
+            _ => {}
+        }
+    }
+
+    fn on_timer(&mut self, tag: u64, ctx: &mut Context<'_>) {
+        let due = ctx.now();
+        let key = ctx.key().to_owned();
+        let Some(customer) = self.customers.get_mut(&key) else {
+            return;
+        };
+        let Some(idx) = customer.carts.iter().position(|c| c.tag() == tag) else {
+            return;
+        };
+        let cart = &mut customer.carts[idx];
+        if cart.notified || cart.last_activity.plus(self.delay) != due {
+            return;
+        }
+        if cart.lines.is_empty() {
+            customer.carts.remove(idx);
+            if customer.carts.is_empty() && customer.last_fired.is_none() {
+                self.customers.remove(&key);
+            }
+            return;
+        }
+        let value = cart.value();
+        if value < self.min_value {
+            return;
+        }
+        if customer
+            .last_fired
+            .is_some_and(|last| due.since(last) < self.cooldown)
+        {
+            return;
+        }
+        cart.notified = true;
+        customer.last_fired = Some(due);
+        let currency = cart.currency.as_deref();
+        let items: Vec<_> = cart
+            .lines
+            .iter()
+            .map(|l| json!({"item_id": l.item_id, "price": l.price.to_string(), "quantity": l.quantity}))
+            .collect();
+        let reason = format!(
+            "cart {} idle {}, value {}{}",
+            cart.id,
+            self.delay.human(),
+            value,
+            currency.map(|c| format!(" {c}")).unwrap_or_default()
+        );
+        let action = Action {
+            action_id: action_id(NAME, RULE_VERSION, &cart.id, due),
+            trigger: NAME.to_owned(),
+            rule_version: RULE_VERSION.to_owned(),
+            customer_id: Some(key),
+            anonymous_id: customer.anonymous_id.clone(),
+            store_id: None,
+            channel: self.channel.clone(),
+            template: self.template.clone(),
+            fired_at: due,
+            emitted_at: None,
+            group: Group::Treatment,
+            reason,
+            payload: json!({
+                "cart_id": cart.id,
+                "value": value.to_string(),
+                "currency": currency,
+                "items": items,
+                "last_activity_at": cart.last_activity,
+            }),
+            topic: OutputTopic::Notifications,
+        };
+        ctx.emit(action);
+    }
+
+    fn export(&mut self, ctx: &mut Context<'_>) -> Option<KeyState> {
+        let customer = self.customers.remove(ctx.key())?;
+        for cart in &customer.carts {
+            ctx.cancel_timer(cart.tag());
+        }
+        Some(Box::new(customer))
+    }
+
+    fn import(&mut self, state: KeyState, ctx: &mut Context<'_>) {
+        let Ok(from) = state.downcast::<Customer>() else {
+            return;
+        };
+        let key = ctx.key().to_owned();
+        let into = self.customers.entry(key.clone()).or_default();
+        into.last_fired = into.last_fired.max(from.last_fired);
+        if from.anonymous_id.is_some() {
+            into.anonymous_id = from.anonymous_id;
+        }
+        for mut cart in from.carts {
+            if !cart.named {
+                cart.id.clone_from(&key);
+            }
+            match into.carts.iter_mut().find(|c| c.id == cart.id) {
+                Some(existing) => {
+                    let newer = cart.last_activity > existing.last_activity;
+                    for line in cart.lines {
+                        let price = newer.then_some(line.price);
+                        existing.add(&line.item_id, price, line.quantity);
+                    }
+                    if newer && cart.currency.is_some() {
+                        existing.currency = cart.currency;
+                    }
+                    existing.first_activity = existing.first_activity.min(cart.first_activity);
+                    existing.last_activity = existing.last_activity.max(cart.last_activity);
+                    existing.notified &= cart.notified;
+                }
+                None => into.carts.push(cart),
+            }
+        }
+        for cart in into.carts.iter().filter(|c| !c.notified) {
+            ctx.set_timer(cart.tag(), cart.last_activity.plus(self.delay));
+        }
+    }
+
+    fn key_count(&self) -> usize {
+        self.customers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Script, at};
+
+    fn script() -> Script {
+        Script::new(vec![Box::new(AbandonedCart::new(
+            &AbandonedCartConfig::default(),
+        ))])
+    }
+
+    #[test]
+    fn fires_at_deadline_with_exact_value_and_items() {
+        let mut s = script();
+        s.click("m-1", "10:00:00", r#""type":"add_to_cart","cart_id":"c1","currency":"CNY","items":[{"item_id":"a","price":"12.90","quantity":2},{"item_id":"b","price":0.1}]"#);
+        s.advance("10:29:59");
+        assert!(s.actions().is_empty());
+        s.advance("11:00:00");
+        let a = s.only_action();
+        assert_eq!(a.fired_at, at("10:30:00"));
+        assert_eq!(a.customer_id.as_deref(), Some("m-1"));
+        assert_eq!(a.payload["value"], "25.90");
+        assert_eq!(a.payload["currency"], "CNY");
+        assert_eq!(a.payload["items"][1]["price"], "0.1");
+        assert_eq!(a.payload["last_activity_at"], "2026-11-20T10:00:00Z");
+        assert_eq!(a.reason, "cart c1 idle 30m, value 25.90 CNY");
+        assert_eq!(a.action_id, action_id(NAME, "1", "c1", at("10:30:00")));
+    }
+
+    #[test]
+    fn every_activity_resets_the_deadline() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.click("m-1", "10:20:00", r#""type":"view_cart""#);
+        s.click("m-1", "10:40:00", r#""type":"begin_checkout""#);
+        s.advance("11:09:59");
+        assert!(s.actions().is_empty());
+        s.advance("12:00:00");
+        let a = s.only_action();
+        assert_eq!(a.fired_at, at("11:10:00"));
+        // The default cart is named by the customer key.
+        assert_eq!(a.payload["cart_id"], "m-1");
+    }
+
+    #[test]
+    fn removal_to_zero_leaves_nothing_to_fire() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5","quantity":2}]"#,
+        );
+        s.click(
+            "m-1",
+            "10:05:00",
+            r#""type":"remove_from_cart","items":[{"item_id":"a","quantity":3}]"#,
+        );
+        s.advance("12:00:00");
+        assert!(s.actions().is_empty());
+        // Re-adding after removal starts from zero, with the latest price.
+        s.click(
+            "m-1",
+            "12:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"4"}]"#,
+        );
+        s.advance("13:00:00");
+        assert_eq!(s.only_action().payload["value"], "4");
+    }
+
+    #[test]
+    fn latest_add_sets_the_price() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.click(
+            "m-1",
+            "10:01:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"4.50"}]"#,
+        );
+        s.advance("12:00:00");
+        assert_eq!(s.only_action().payload["value"], "9.00");
+    }
+
+    #[test]
+    fn purchase_by_cart_id_exits_only_that_cart() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","cart_id":"c1","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","cart_id":"c2","items":[{"item_id":"b","price":"6"}]"#,
+        );
+        s.purchase("m-1", "10:10:00", r#""cart_id":"c1""#);
+        s.advance("12:00:00");
+        assert_eq!(s.only_action().payload["cart_id"], "c2");
+    }
+
+    #[test]
+    fn purchase_without_cart_id_exits_carts_started_before_it() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","cart_id":"c1","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.purchase("m-1", "10:00:00", "");
+        s.click(
+            "m-1",
+            "10:00:01",
+            r#""type":"add_to_cart","cart_id":"c2","items":[{"item_id":"b","price":"6"}]"#,
+        );
+        s.advance("12:00:00");
+        assert_eq!(s.only_action().payload["cart_id"], "c2");
+    }
+
+    #[test]
+    fn another_customers_purchase_changes_nothing() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.purchase("m-2", "10:10:00", "");
+        s.advance("12:00:00");
+        assert_eq!(s.actions().len(), 1);
+    }
+
+    #[test]
+    fn min_value_holds_back_cheap_carts() {
+        let mut s = Script::new(vec![Box::new(AbandonedCart::new(&AbandonedCartConfig {
+            min_value: Decimal::new(1000, 2),
+            ..AbandonedCartConfig::default()
+        }))]);
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"9.99"}]"#,
+        );
+        s.click(
+            "m-2",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"10.00"}]"#,
+        );
+        s.advance("12:00:00");
+        assert_eq!(s.only_action().customer_id.as_deref(), Some("m-2"));
+    }
+
+    #[test]
+    fn cooldown_is_measured_between_fired_ats() {
+        let mut s = script();
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","cart_id":"c1","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.advance("11:00:00"); // fires at 10:30
+        s.click(
+            "m-1",
+            "11:00:00",
+            r#""type":"add_to_cart","cart_id":"c2","items":[{"item_id":"b","price":"5"}]"#,
+        );
+        s.advance("12:00:00"); // 11:30 is within 24 h of 10:30: suppressed
+        assert_eq!(s.actions().len(), 1);
+        s.click(
+            "m-1",
+            "2026-11-21T10:00:00Z",
+            r#""type":"view_cart","cart_id":"c2""#,
+        );
+        s.advance("2026-11-21T12:00:00Z"); // 10:30 next day: exactly 24 h later, fires
+        let fired: Vec<_> = s.actions().iter().map(|a| a.fired_at).collect();
+        assert_eq!(fired, vec![at("10:30:00"), at("2026-11-21T10:30:00Z")]);
+    }
+
+    #[test]
+    fn notified_cart_rearms_only_on_new_activity() {
+        let mut s = Script::new(vec![Box::new(AbandonedCart::new(&AbandonedCartConfig {
+            cooldown_secs: 0,
+            ..AbandonedCartConfig::default()
+        }))]);
+        s.click(
+            "m-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.advance("15:00:00");
+        assert_eq!(s.actions().len(), 1);
+        s.click("m-1", "15:00:00", r#""type":"view_cart""#);
+        s.advance("16:00:00");
+        let fired: Vec<_> = s.actions().iter().map(|a| a.fired_at).collect();
+        assert_eq!(fired, vec![at("10:30:00"), at("15:30:00")]);
+        // Same cart, new deadline: a new action_id.
+        assert_ne!(s.actions()[0].action_id, s.actions()[1].action_id);
+    }
+
+    #[test]
+    fn anonymous_cart_then_identify_fires_for_the_customer() {
+        let mut s = script();
+        s.anon_click(
+            "dev-1",
+            "10:00:00",
+            r#""type":"add_to_cart","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.identify("dev-1", "m-9", "10:10:00");
+        s.anon_click(
+            "dev-1",
+            "10:20:00",
+            r#""type":"add_to_cart","items":[{"item_id":"b","price":"1"}]"#,
+        );
+        s.advance("12:00:00");
+        let a = s.only_action();
+        assert_eq!(a.customer_id.as_deref(), Some("m-9"));
+        assert_eq!(a.anonymous_id.as_deref(), Some("dev-1"));
+        assert_eq!(a.payload["cart_id"], "m-9");
+        assert_eq!(a.payload["value"], "6");
+        assert_eq!(a.fired_at, at("10:50:00"));
+    }
+
+    #[test]
+    fn anonymous_cart_bought_after_identify_fires_nothing() {
+        let mut s = script();
+        s.anon_click(
+            "dev-1",
+            "10:00:00",
+            r#""type":"add_to_cart","cart_id":"c7","items":[{"item_id":"a","price":"5"}]"#,
+        );
+        s.identify("dev-1", "m-9", "10:10:00");
+        s.purchase("m-9", "10:15:00", "");
+        s.advance("12:00:00");
+        assert!(s.actions().is_empty());
+    }
+}

@@ -1,0 +1,18 @@
+//! The built-in triggers, one file each. Adding a trigger: its file, one line in
+//! [`build`], one field in [`TriggersConfig`](crate::config::TriggersConfig).
+
+pub mod abandoned_cart;
+
+use crate::config::TriggersConfig;
+use crate::operator::Operator;
+
+/// The enabled triggers, in registration order (which is also their operator number).
+pub fn build(cfg: &TriggersConfig) -> Vec<Box<dyn Operator>> {
+    let mut ops: Vec<Box<dyn Operator>> = Vec::new();
+    if cfg.abandoned_cart.enabled {
+        ops.push(Box::new(abandoned_cart::AbandonedCart::new(
+            &cfg.abandoned_cart,
+        )));
+    }
+    ops
+}

@@ -1,0 +1,119 @@
+//! A partition worker's deterministic core: its operators, its timers, its clock.
+//!
+//! The runtime feeds it, in event-time order, the events whose resolved key it owns and the
+//! pipeline clock's advances; it hands back actions. No tokio, no wall clock, no I/O.
+
+use crate::action::{Action, OutputTopic};
+use crate::event::Event;
+use crate::operator::{Context, KeyState, Operator};
+use crate::policy::Holdout;
+use crate::time::Timestamp;
+use crate::timer::TimerService;
+
+/// One key's state across all operators, in transit between workers.
+pub type KeyStates = Vec<(u16, KeyState)>;
+
+/// The operators and timers of one partition's keys.
+pub struct Worker {
+    operators: Vec<Box<dyn Operator>>,
+    timers: TimerService,
+    clock: Timestamp,
+    holdout: Holdout,
+}
+
+impl Worker {
+    /// A worker running `operators`, assigning groups by `holdout`.
+    pub fn new(operators: Vec<Box<dyn Operator>>, holdout: Holdout) -> Self {
+        Worker {
+            operators,
+            timers: TimerService::default(),
+            clock: Timestamp::MIN,
+            holdout,
+        }
+    }
+
+    /// The pipeline clock as this worker last saw it.
+    pub fn clock(&self) -> Timestamp {
+        self.clock
+    }
+
+    /// Applies `event` to the state of `key`. Timers due strictly before the event fire
+    /// first, so a timer due at `d` sees exactly the events with `timestamp <= d`.
+    pub fn on_event(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
+        self.fire(event.timestamp, true, out);
+        let start = out.len();
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            let mut ctx = Context::new(event.timestamp, key, i as u16, &mut self.timers, out);
+            op.on_event(event, &mut ctx);
+        }
+        self.assign_groups(&mut out[start..]);
+    }
+
+    /// Advances the clock to `clock`, firing every timer due at or before it.
+    pub fn advance(&mut self, clock: Timestamp, out: &mut Vec<Action>) {
+        self.fire(clock, false, out);
+        self.clock = self.clock.max(clock);
+    }
+
+    fn fire(&mut self, upto: Timestamp, strict: bool, out: &mut Vec<Action>) {
+        let start = out.len();
+        while let Some(t) = self.timers.pop_due(upto, strict) {
+            let op = &mut self.operators[usize::from(t.op)];
+            let mut ctx = Context::new(t.due, &t.key, t.op, &mut self.timers, out);
+            op.on_timer(t.tag, &mut ctx);
+        }
+        self.assign_groups(&mut out[start..]);
+    }
+
+    fn assign_groups(&self, actions: &mut [Action]) {
+        for a in actions {
+            if a.topic == OutputTopic::Notifications {
+                if let Some(c) = &a.customer_id {
+                    a.group = self.holdout.group(c);
+                }
+            }
+        }
+    }
+
+    /// Removes all state of `key`, for a merge into another key.
+    pub fn export(&mut self, key: &str) -> KeyStates {
+        let mut sink = Vec::new();
+        let mut states = Vec::new();
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            let mut ctx = Context::new(self.clock, key, i as u16, &mut self.timers, &mut sink);
+            if let Some(s) = op.export(&mut ctx) {
+                states.push((i as u16, s));
+            }
+        }
+        states
+    }
+
+    /// Merges exported state into `key`.
+    pub fn import(&mut self, key: &str, states: KeyStates, out: &mut Vec<Action>) {
+        for (i, state) in states {
+            if let Some(op) = self.operators.get_mut(usize::from(i)) {
+                let mut ctx = Context::new(self.clock, key, i, &mut self.timers, out);
+                op.import(state, &mut ctx);
+            }
+        }
+    }
+
+    /// Moves the state of `from` into `into`, both owned by this worker.
+    pub fn merge(&mut self, from: &str, into: &str, out: &mut Vec<Action>) {
+        let states = self.export(from);
+        self.import(into, states, out);
+    }
+
+    /// Timers pending.
+    pub fn timers_pending(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// (operator name, keys with state), per operator.
+    pub fn key_counts(&self) -> Vec<(&'static str, usize)> {
+        self.operators
+            .iter()
+            .map(|o| (o.name(), o.key_count()))
+            .collect()
+    }
+}
