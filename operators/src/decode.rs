@@ -51,6 +51,21 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 11] = [
+        Reason::TooLarge,
+        Reason::NotUtf8,
+        Reason::MalformedJson,
+        Reason::WrongType,
+        Reason::MissingField,
+        Reason::UnknownType,
+        Reason::InvalidMoney,
+        Reason::InvalidQuantity,
+        Reason::InvalidTimestamp,
+        Reason::FutureTimestamp,
+        Reason::InvalidValue,
+    ];
+
     /// The label value.
     pub const fn as_str(self) -> &'static str {
         match self {

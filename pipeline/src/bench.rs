@@ -1,0 +1,118 @@
+//! The end-to-end benchmark behind `footfall bench`: generate, write to the embedded log,
+//! replay through decode → operators → action encode → log, and measure.
+
+use std::path::Path;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::generate::{self, Params};
+use crate::log::Log;
+use crate::runtime::clock::Mode;
+use crate::runtime::{self, RunOptions, RuntimeError};
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchParams {
+    /// About this many events.
+    pub events: u64,
+    /// Customers (default: one per 20 events).
+    pub customers: Option<u64>,
+    /// Pace the sources to this many events a second (latency runs).
+    pub rate: Option<f64>,
+    /// Generator seed.
+    pub seed: u64,
+}
+
+/// The figures.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    /// Records generated (and written).
+    pub records: u64,
+    /// Seconds to write them into the log.
+    pub write_secs: f64,
+    /// Seconds to replay them.
+    pub replay_secs: f64,
+    /// Events read per second of replay.
+    pub events_per_sec: f64,
+    /// Actions written.
+    pub actions: u64,
+    /// Event-to-action latency p50, microseconds.
+    pub p50_us: Option<u32>,
+    /// p99, microseconds.
+    pub p99_us: Option<u32>,
+    /// Keys with state at the end.
+    pub state_keys: usize,
+    /// Resident memory after the replay, bytes (Linux).
+    pub rss_bytes: Option<u64>,
+    /// Peak resident memory of the process, bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Resident and peak resident memory of this process, from `/proc/self/status`.
+pub fn memory() -> (Option<u64>, Option<u64>) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return (None, None);
+    };
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Runs the benchmark in `dir` (which should be empty).
+pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchReport, RuntimeError> {
+    let customers = p.customers.unwrap_or((p.events / 20).max(1));
+    // About 20 events per customer over the simulated span.
+    let mut params = Params {
+        customers,
+        hours: 4.0,
+        seed: p.seed,
+        start: Params::default_start(),
+        bad_ratio: 0.0005,
+        duplicate_ratio: 0.0005,
+    };
+    let mut records = generate::generate(&params);
+    if p.customers.is_none() && (records.len() as u64) < p.events && !records.is_empty() {
+        params.customers = customers * p.events / records.len() as u64 + 1;
+        records = generate::generate(&params);
+    }
+    records.truncate(p.events.max(1) as usize);
+    let log = Log::open(dir, cfg.log.clone())?;
+    let t = Instant::now();
+    let written = generate::write(&log, cfg.transport.partitions, &records)?;
+    let write_secs = t.elapsed().as_secs_f64();
+    drop(records);
+
+    let (_stop, shutdown) = watch::channel(false);
+    let summary = runtime::run(
+        cfg,
+        &log,
+        RunOptions {
+            mode: Mode::Replay,
+            until: None,
+            rate: p.rate,
+            shutdown,
+        },
+    )
+    .await?;
+    let (rss, peak) = (summary.rss_bytes, memory().1);
+    let replay_secs = summary.elapsed.as_secs_f64();
+    Ok(BenchReport {
+        records: written,
+        write_secs,
+        replay_secs,
+        events_per_sec: summary.stats.total_read() as f64 / replay_secs.max(1e-9),
+        actions: summary.stats.actions_by_trigger().values().sum(),
+        p50_us: summary.stats.latency_us(0.5),
+        p99_us: summary.stats.latency_us(0.99),
+        state_keys: summary.state_keys.iter().map(|(_, k)| k).sum(),
+        rss_bytes: rss,
+        peak_rss_bytes: peak,
+    })
+}

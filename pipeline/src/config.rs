@@ -1,0 +1,353 @@
+//! footfall's config file (`footfall run|replay --config FILE`): one TOML document.
+//!
+//! The keys of `docs/config.md` are fixed; the rest (`[log]`, `[server]`, `[runtime]`)
+//! are footfall's own. Every key has a default; an unknown key is an error naming it and
+//! its line. `deploy/footfall.toml` documents every field.
+
+use std::path::{Path, PathBuf};
+
+use footfall_operators::config::{PolicyConfig, TriggersConfig, parse_hhmm};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+use crate::log::LogConfig;
+
+/// The whole config file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[transport]`: where topics live.
+    pub transport: TransportConfig,
+    /// `[clock]`: watermarks and state lifetime.
+    pub clock: ClockConfig,
+    /// `[log]`: the embedded log's storage.
+    pub log: LogConfig,
+    /// `[server]`: the HTTP endpoint of `footfall run`.
+    pub server: ServerConfig,
+    /// `[runtime]`: batching, channels and dedupe.
+    pub runtime: RuntimeConfig,
+    /// `[triggers.*]`.
+    pub triggers: TriggersConfig,
+    /// `[policy]`.
+    pub policy: PolicyConfig,
+}
+
+/// Which transport holds the topics.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// The embedded log in `data_dir`.
+    #[default]
+    Embedded,
+    /// A Fluvio cluster.
+    Fluvio,
+}
+
+/// `[transport]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// `embedded` or `fluvio`.
+    pub kind: TransportKind,
+    /// The embedded log's directory (`--data-dir` overrides).
+    pub data_dir: PathBuf,
+    /// Fluvio's SC endpoint (`FLUVIO_ENDPOINT` overrides).
+    pub fluvio_endpoint: String,
+    /// Fluvio offset-consumer name of this pipeline.
+    pub consumer_name: String,
+    /// Partitions of topics footfall creates; also the number of partition workers.
+    pub partitions: u32,
+    /// This process's share of the partitions (`FOOTFALL_WORKER_INDEX` overrides).
+    pub worker_index: u32,
+    /// How many processes share them (`FOOTFALL_WORKER_COUNT` overrides).
+    pub worker_count: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            kind: TransportKind::Embedded,
+            data_dir: PathBuf::from("footfall-data"),
+            fluvio_endpoint: "127.0.0.1:9003".into(),
+            consumer_name: "footfall".into(),
+            partitions: 4,
+            worker_index: 0,
+            worker_count: 1,
+        }
+    }
+}
+
+/// `[clock]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockConfig {
+    /// A partition's watermark is its largest event time minus this, seconds.
+    pub allowed_lateness_secs: u64,
+    /// A partition with no record for this long (wall time, seconds) stops holding the
+    /// clock back.
+    pub idle_timeout_secs: u64,
+    /// State untouched for this many days of pipeline clock is dropped.
+    pub state_ttl_days: u64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            allowed_lateness_secs: 5,
+            idle_timeout_secs: 10,
+            state_ttl_days: 400,
+        }
+    }
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// `[runtime]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Records a source reads and decodes per batch.
+    pub batch_records: usize,
+    /// Batches buffered between stages; a full channel slows the stage before it.
+    pub channel_batches: usize,
+    /// How long (event time, seconds) a `message_id` is remembered for dedupe.
+    pub dedupe_window_secs: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch_records: 1024,
+            channel_batches: 4,
+            dedupe_window_secs: 86_400,
+        }
+    }
+}
+
+/// A config that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line and column.
+        message: String,
+    },
+    /// Values that parse but make no sense together.
+    #[error("{path}: {}", problems.join("; "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Each problem, naming its key.
+        problems: Vec<String>,
+    },
+}
+
+impl Config {
+    /// Reads, parses and checks a config file, then applies environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(path, &text)?;
+        cfg.apply_env();
+        let problems = cfg.problems();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Parses TOML text (no checks, no environment).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    /// `FLUVIO_ENDPOINT`, `FOOTFALL_WORKER_INDEX`, `FOOTFALL_WORKER_COUNT`.
+    pub fn apply_env(&mut self) {
+        if let Ok(e) = std::env::var("FLUVIO_ENDPOINT") {
+            self.transport.fluvio_endpoint = e;
+        }
+        if let Some(i) = env_u32("FOOTFALL_WORKER_INDEX") {
+            self.transport.worker_index = i;
+        }
+        if let Some(c) = env_u32("FOOTFALL_WORKER_COUNT") {
+            self.transport.worker_count = c;
+        }
+    }
+
+    /// Everything wrong with the values, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        let t = &self.transport;
+        if t.partitions == 0 {
+            p.push("transport.partitions: must be at least 1".into());
+        }
+        if t.worker_count == 0 || t.worker_index >= t.worker_count {
+            p.push(format!(
+                "transport.worker_index: {} is not below transport.worker_count {}",
+                t.worker_index, t.worker_count
+            ));
+        }
+        if t.kind == TransportKind::Fluvio {
+            p.push(
+                "transport.kind: \"fluvio\" is not available in this build; use \"embedded\""
+                    .into(),
+            );
+        }
+        if t.kind == TransportKind::Embedded && t.worker_count > 1 {
+            p.push("transport.worker_count: the embedded log runs in one process; use 1".into());
+        }
+        if self.log.segment_bytes < 4096 {
+            p.push("log.segment_bytes: must be at least 4096".into());
+        }
+        if self.runtime.batch_records == 0 || self.runtime.channel_batches == 0 {
+            p.push("runtime.batch_records and runtime.channel_batches: must be at least 1".into());
+        }
+        let ac = &self.triggers.abandoned_cart;
+        if ac.delay_secs == 0 {
+            p.push("triggers.abandoned_cart.delay_secs: must be at least 1".into());
+        }
+        if ac.min_value < Decimal::ZERO {
+            p.push("triggers.abandoned_cart.min_value: must not be negative".into());
+        }
+        let b = &self.triggers.birthday;
+        if let Err(e) = parse_hhmm(&b.send_at_local) {
+            p.push(format!("triggers.birthday.send_at_local: {e}"));
+        }
+        for c in &self.triggers.weather_promo.campaigns {
+            if c.temp_c_min.is_none() && c.temp_c_max.is_none() && c.conditions.is_none() {
+                p.push(format!(
+                    "triggers.weather_promo.campaigns `{}`: names no condition",
+                    c.name
+                ));
+            }
+        }
+        let cr = &self.triggers.churn_risk;
+        if !(cr.threshold > 0.0 && cr.threshold < 1.0) {
+            p.push("triggers.churn_risk.threshold: must be between 0 and 1".into());
+        }
+        if [cr.r, cr.alpha, cr.a, cr.b].iter().any(|v| *v <= 0.0) {
+            p.push("triggers.churn_risk: r, alpha, a and b must be positive".into());
+        }
+        let pol = &self.policy;
+        if pol.holdout_bp > 10_000 {
+            p.push("policy.holdout_bp: at most 10000 (100 %)".into());
+        }
+        for (k, v) in [
+            ("quiet_hours_start", &pol.quiet_hours_start),
+            ("quiet_hours_end", &pol.quiet_hours_end),
+        ] {
+            if let Err(e) = parse_hhmm(v) {
+                p.push(format!("policy.{k}: {e}"));
+            }
+        }
+        for cap in &pol.frequency_caps {
+            if cap.max == 0 {
+                p.push(format!(
+                    "policy.frequency_caps ({}): max must be at least 1",
+                    cap.channel
+                ));
+            }
+        }
+        p
+    }
+
+    /// Things that are allowed but worth saying.
+    pub fn warnings(&self) -> Vec<String> {
+        self.triggers
+            .enabled_but_unavailable()
+            .into_iter()
+            .map(|t| format!("triggers.{t}: enabled, but this release does not run it yet"))
+            .collect()
+    }
+}
+
+fn env_u32(name: &str) -> Option<u32> {
+    std::env::var(name).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_all_defaults() {
+        let c = Config::parse(Path::new("x.toml"), "").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.triggers.abandoned_cart.min_value.to_string(), "0.01");
+        assert!(c.problems().is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = Config::parse(
+            Path::new("x.toml"),
+            "[clock]\nallowed_lateness_secs = 5\nallowed_latenes = 3\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("allowed_latenes"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn money_is_a_string() {
+        let e = Config::parse(
+            Path::new("x.toml"),
+            "[triggers.abandoned_cart]\nmin_value = \"1,5\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("invalid decimal"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[policy]\nholdout_bp = 20000\nquiet_hours_start = \"9pm\"\n",
+        )
+        .unwrap();
+        let p = c.problems();
+        assert!(
+            p.iter().any(|m| m.starts_with("policy.holdout_bp")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("policy.quiet_hours_start")),
+            "{p:?}"
+        );
+    }
+}

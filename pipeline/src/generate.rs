@@ -1,0 +1,469 @@
+//! Deterministic synthetic retail traffic: the same parameters give the same records.
+//!
+//! Customers browse in sessions on web, app and mini-program, search, view items, fill
+//! carts, sometimes remove items, check out or walk away; some start anonymous and log in
+//! (`identify`) part-way; some buy at the POS without a cart id. A small share of records
+//! is broken the ways real feeds break (bad money, zero quantities, unknown types,
+//! malformed JSON, non-UTF-8 bytes, far-future clocks) and a few are redelivered.
+
+use footfall_operators::event::{Topic, anon_key};
+use footfall_operators::key::partition_for;
+use footfall_operators::time::{Span, Timestamp};
+use serde_json::{Value, json};
+
+use crate::log::{Log, LogError};
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Distinct customers.
+    pub customers: u64,
+    /// Simulated hours of traffic.
+    pub hours: f64,
+    /// Seed: same seed, same records.
+    pub seed: u64,
+    /// Event time of the first session.
+    pub start: Timestamp,
+    /// Share of records broken on purpose (0.0 to 1.0).
+    pub bad_ratio: f64,
+    /// Share of records delivered twice.
+    pub duplicate_ratio: f64,
+}
+
+impl Params {
+    /// The default start: 2026-11-20T08:00:00Z.
+    pub fn default_start() -> Timestamp {
+        Timestamp::from_secs(1_795_161_600)
+    }
+}
+
+/// One generated record.
+pub struct Record {
+    /// Its topic.
+    pub topic: Topic,
+    /// The key it is partitioned by.
+    pub key: String,
+    /// Event time (for ordering the feed).
+    pub ts: Timestamp,
+    /// The bytes on the wire.
+    pub bytes: Vec<u8>,
+}
+
+/// SplitMix64: small, fast, and stable forever (unlike a library's default RNG).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len() as u64) as usize]
+    }
+}
+
+const CATEGORIES: [(&str, &[&str]); 6] = [
+    (
+        "dairy",
+        &["Oat milk 1L", "Greek yogurt", "Butter 250g", "Cheddar 200g"],
+    ),
+    ("bakery", &["Sourdough loaf", "Croissant x4", "Bagels x6"]),
+    (
+        "beverages",
+        &["Cold brew 330ml", "Sparkling water 6x", "Orange juice 1L"],
+    ),
+    (
+        "home",
+        &["Umbrella", "Bath towel", "Storage box", "Desk lamp"],
+    ),
+    (
+        "appliances",
+        &["Rice cooker", "Air fryer", "Kettle", "Blender"],
+    ),
+    ("produce", &["Avocado x2", "Bananas 1kg", "Tomatoes 500g"]),
+];
+
+struct CatalogItem {
+    id: String,
+    name: &'static str,
+    category: &'static str,
+    price_cents: u64,
+}
+
+fn catalog(rng: &mut Rng) -> Vec<CatalogItem> {
+    let mut items = Vec::new();
+    for (ci, (cat, names)) in CATEGORIES.iter().enumerate() {
+        for (ni, name) in names.iter().enumerate() {
+            for variant in 0..8 {
+                let base = if *cat == "appliances" { 19_900 } else { 390 };
+                items.push(CatalogItem {
+                    id: format!("sku-{ci}{ni}{variant:02}"),
+                    name,
+                    category: cat,
+                    price_cents: base + rng.below(base * 2),
+                });
+            }
+        }
+    }
+    items
+}
+
+fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+const CHANNELS: [&str; 3] = ["web", "app", "mini_program"];
+const STORES: [&str; 8] = [
+    "st-01", "st-02", "st-03", "st-04", "st-05", "st-06", "st-07", "st-08",
+];
+const ZONES: [&str; 4] = ["Asia/Shanghai", "Europe/London", "America/New_York", "UTC"];
+
+/// Builds the feed: every record, ordered by event time with small arrival jitter.
+pub fn generate(p: &Params) -> Vec<Record> {
+    let mut rng = Rng(p.seed ^ 0x00F0_0F4A_11CE);
+    let items = catalog(&mut rng);
+    let span_secs = (p.hours * 3600.0).max(60.0) as u64;
+    let mut out: Vec<(Timestamp, u64, Record)> = Vec::new();
+    let mut seq = 0u64;
+    let mut push = |out: &mut Vec<(Timestamp, u64, Record)>,
+                    rng: &mut Rng,
+                    topic: Topic,
+                    key: String,
+                    ts: Timestamp,
+                    v: Value| {
+        seq += 1;
+        // Arrival jitter within the allowed lateness: feeds are never perfectly ordered.
+        let arrival = ts.plus(Span::from_millis(rng.below(3000) as i64));
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        out.push((
+            arrival,
+            seq,
+            Record {
+                topic,
+                key,
+                ts,
+                bytes,
+            },
+        ));
+    };
+
+    for c in 0..p.customers {
+        let user = format!("m-{c:07}");
+        let device = format!("dev-{:08x}", rng.next() as u32);
+        if rng.chance(0.3) {
+            let ts = p
+                .start
+                .plus(Span::from_secs(rng.below(span_secs / 4) as i64));
+            let bday = format!(
+                "{}-{:02}-{:02}",
+                1960 + rng.below(45),
+                1 + rng.below(12),
+                1 + rng.below(28)
+            );
+            let v = json!({"message_id": format!("p-{c}"), "type": "profile", "timestamp": ts.to_string(),
+                "user_id": user, "birthday": bday, "timezone": rng.pick(&ZONES),
+                "home_store_id": rng.pick(&STORES), "tier": rng.pick(&["bronze", "silver", "gold"]),
+                "consent": {"push": rng.chance(0.8), "sms": rng.chance(0.4), "email": rng.chance(0.6)}});
+            push(&mut out, &mut rng, Topic::Customers, user.clone(), ts, v);
+        }
+        let sessions = 1 + rng.below(3);
+        let mut identified = false;
+        for s in 0..sessions {
+            let mut ts = p.start.plus(Span::from_secs(rng.below(span_secs) as i64));
+            let channel = *rng.pick(&CHANNELS);
+            // Some sessions start anonymous; of those, some log in part-way.
+            let anonymous = !identified && rng.chance(0.35);
+            let logs_in = anonymous && rng.chance(0.6);
+            let mut logged_in = !anonymous;
+            let cart_id = rng.chance(0.7).then(|| format!("cart-{c}-{s}"));
+            let mut n = 0u32;
+            let mut next = |rng: &mut Rng, ts: &mut Timestamp, ty: &str, logged_in: bool| {
+                n += 1;
+                *ts = ts.plus(Span::from_secs(5 + rng.below(90) as i64));
+                let mut v = json!({"message_id": format!("c-{c}-{s}-{n}"), "type": ty,
+                    "timestamp": ts.to_string(), "anonymous_id": device, "channel": channel,
+                    "session_id": format!("s-{c}-{s}")});
+                if logged_in {
+                    v["user_id"] = json!(user);
+                }
+                v
+            };
+            let key = |logged_in: bool| {
+                if logged_in {
+                    user.clone()
+                } else {
+                    anon_key(&device)
+                }
+            };
+            let v = next(&mut rng, &mut ts, "page_view", logged_in);
+            push(
+                &mut out,
+                &mut rng,
+                Topic::Clickstream,
+                key(logged_in),
+                ts,
+                v,
+            );
+            if rng.chance(0.5) {
+                let mut v = next(&mut rng, &mut ts, "search", logged_in);
+                v["query"] = json!(rng.pick(&CATEGORIES).0);
+                push(
+                    &mut out,
+                    &mut rng,
+                    Topic::Clickstream,
+                    key(logged_in),
+                    ts,
+                    v,
+                );
+            }
+            let mut cart: Vec<(usize, u64)> = Vec::new();
+            for _ in 0..(1 + rng.below(4)) {
+                let it = rng.below(items.len() as u64) as usize;
+                let mut v = next(&mut rng, &mut ts, "view_item", logged_in);
+                v["items"] = json!([{"item_id": items[it].id, "item_name": items[it].name,
+                    "item_category": items[it].category, "price": money(items[it].price_cents)}]);
+                push(
+                    &mut out,
+                    &mut rng,
+                    Topic::Clickstream,
+                    key(logged_in),
+                    ts,
+                    v,
+                );
+                if rng.chance(0.45) {
+                    let q = 1 + rng.below(3);
+                    let mut v = next(&mut rng, &mut ts, "add_to_cart", logged_in);
+                    v["currency"] = json!("CNY");
+                    if let Some(id) = &cart_id {
+                        v["cart_id"] = json!(id);
+                    }
+                    v["items"] = json!([{"item_id": items[it].id, "item_name": items[it].name,
+                        "item_category": items[it].category, "price": money(items[it].price_cents), "quantity": q}]);
+                    push(
+                        &mut out,
+                        &mut rng,
+                        Topic::Clickstream,
+                        key(logged_in),
+                        ts,
+                        v,
+                    );
+                    cart.push((it, q));
+                }
+            }
+            if logs_in {
+                let mut v = next(&mut rng, &mut ts, "identify", true);
+                v["user_id"] = json!(user);
+                push(&mut out, &mut rng, Topic::Clickstream, user.clone(), ts, v);
+                logged_in = true;
+                identified = true;
+            }
+            if cart.is_empty() {
+                continue;
+            }
+            if rng.chance(0.12) {
+                let (it, q) = cart[0];
+                let mut v = next(&mut rng, &mut ts, "remove_from_cart", logged_in);
+                if let Some(id) = &cart_id {
+                    v["cart_id"] = json!(id);
+                }
+                v["items"] = json!([{"item_id": items[it].id, "quantity": q}]);
+                push(
+                    &mut out,
+                    &mut rng,
+                    Topic::Clickstream,
+                    key(logged_in),
+                    ts,
+                    v,
+                );
+                cart.remove(0);
+            }
+            let mut v = next(&mut rng, &mut ts, "view_cart", logged_in);
+            if let Some(id) = &cart_id {
+                v["cart_id"] = json!(id);
+            }
+            push(
+                &mut out,
+                &mut rng,
+                Topic::Clickstream,
+                key(logged_in),
+                ts,
+                v,
+            );
+            // About half the carts are bought, online or later at a store.
+            if !cart.is_empty() && rng.chance(0.5) {
+                let mut v = next(&mut rng, &mut ts, "begin_checkout", logged_in);
+                if let Some(id) = &cart_id {
+                    v["cart_id"] = json!(id);
+                }
+                push(
+                    &mut out,
+                    &mut rng,
+                    Topic::Clickstream,
+                    key(logged_in),
+                    ts,
+                    v,
+                );
+                if logged_in && rng.chance(0.8) {
+                    let at_pos = rng.chance(0.25);
+                    ts = ts.plus(Span::from_secs(
+                        30 + rng.below(if at_pos { 1200 } else { 300 }) as i64,
+                    ));
+                    let total: u64 = cart.iter().map(|(it, q)| items[*it].price_cents * q).sum();
+                    let mut v = json!({"message_id": format!("t-{c}-{s}"), "type": "purchase",
+                        "timestamp": ts.to_string(), "user_id": user, "transaction_id": format!("o-{c}-{s}"),
+                        "currency": "CNY", "value": money(total), "payment_type": rng.pick(&["card", "wallet", "cash"]),
+                        "items": cart.iter().map(|(it, q)| json!({"item_id": items[*it].id,
+                            "item_category": items[*it].category, "price": money(items[*it].price_cents), "quantity": q})).collect::<Vec<_>>()});
+                    if at_pos {
+                        v["channel"] = json!("pos");
+                        v["store_id"] = json!(rng.pick(&STORES));
+                    } else {
+                        v["channel"] = json!(channel);
+                        if let Some(id) = &cart_id {
+                            v["cart_id"] = json!(id);
+                        }
+                    }
+                    push(&mut out, &mut rng, Topic::Transactions, user.clone(), ts, v);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|(arrival, seq, _)| (*arrival, *seq));
+    let mut records: Vec<Record> = out.into_iter().map(|(_, _, r)| r).collect();
+    spoil(&mut records, p, &mut rng);
+    records
+}
+
+/// Breaks a share of records and redelivers another share, deterministically.
+fn spoil(records: &mut Vec<Record>, p: &Params, rng: &mut Rng) {
+    let n = records.len();
+    let bad = (n as f64 * p.bad_ratio).round() as usize;
+    for k in 0..bad {
+        let i = rng.below(n as u64) as usize;
+        let r = &mut records[i];
+        let text = String::from_utf8_lossy(&r.bytes).into_owned();
+        r.bytes = match k % 7 {
+            0 => text.replacen('}', "", 1).into_bytes(),
+            1 if text.contains("\"price\":\"") => {
+                let at = text.find("\"price\":\"").map_or(0, |a| a + 9);
+                let end = text[at..].find('"').map_or(at, |e| at + e);
+                let broken = text[at..end].replace('.', ",");
+                format!("{}{}{}", &text[..at], broken, &text[end..]).into_bytes()
+            }
+            2 if text.contains("\"quantity\":") => {
+                let at = text.find("\"quantity\":").map_or(0, |a| a + 11);
+                let end = text[at..].find(['}', ',']).map_or(at, |e| at + e);
+                format!("{}0{}", &text[..at], &text[end..]).into_bytes()
+            }
+            3 => text
+                .replacen("\"type\":\"", "\"type\":\"x_", 1)
+                .into_bytes(),
+            4 => text
+                .replacen("\"timestamp\":\"20", "\"timestamp\":\"29", 1)
+                .into_bytes(),
+            5 => {
+                let mut b = text.into_bytes();
+                b.insert(b.len() / 2, 0xff);
+                b
+            }
+            _ => text
+                .replacen("\"message_id\"", "\"msg_id\"", 1)
+                .into_bytes(),
+        };
+    }
+    let dups = (n as f64 * p.duplicate_ratio).round() as usize;
+    for _ in 0..dups {
+        let i = rng.below(n as u64) as usize;
+        let r = &records[i];
+        let copy = Record {
+            topic: r.topic,
+            key: r.key.clone(),
+            ts: r.ts,
+            bytes: r.bytes.clone(),
+        };
+        let at = (i + 1 + rng.below(20) as usize).min(records.len());
+        records.insert(at, copy);
+    }
+}
+
+/// Appends records to their topics (created with `partitions` if missing), each to the
+/// partition of its key. Returns how many were written.
+pub fn write(log: &Log, partitions: u32, records: &[Record]) -> Result<u64, LogError> {
+    let mut writers = Vec::new();
+    for t in Topic::ALL {
+        let n = log.create_topic(t.name(), partitions)?;
+        let ws = (0..n)
+            .map(|p| log.writer(t.name(), p))
+            .collect::<Result<Vec<_>, _>>()?;
+        writers.push(ws);
+    }
+    for r in records {
+        let ti = Topic::ALL.iter().position(|&t| t == r.topic).unwrap_or(0);
+        let ws = &mut writers[ti];
+        let p = partition_for(&r.key, ws.len() as u32) as usize;
+        ws[p].append(&r.bytes)?;
+    }
+    for ws in &mut writers {
+        for w in ws {
+            w.sync()?;
+        }
+    }
+    Ok(records.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(seed: u64) -> Params {
+        Params {
+            customers: 200,
+            hours: 2.0,
+            seed,
+            start: Params::default_start(),
+            bad_ratio: 0.01,
+            duplicate_ratio: 0.01,
+        }
+    }
+
+    #[test]
+    fn same_seed_same_records() {
+        let a = generate(&params(7));
+        let b = generate(&params(7));
+        let c = generate(&params(8));
+        assert!(a.len() > 2000);
+        assert!(
+            a.iter()
+                .zip(&b)
+                .all(|(x, y)| x.bytes == y.bytes && x.key == y.key)
+        );
+        assert_eq!(a.len(), b.len());
+        assert!(a.iter().zip(&c).any(|(x, y)| x.bytes != y.bytes));
+    }
+
+    #[test]
+    fn the_feed_has_what_the_demo_needs() {
+        let recs = generate(&params(1));
+        let text = |r: &Record| String::from_utf8_lossy(&r.bytes).into_owned();
+        let has = |s: &str| recs.iter().any(|r| text(r).contains(s));
+        for ty in [
+            "\"add_to_cart\"",
+            "\"identify\"",
+            "\"purchase\"",
+            "\"remove_from_cart\"",
+            "\"profile\"",
+        ] {
+            assert!(has(ty), "no {ty}");
+        }
+        assert!(recs.iter().any(|r| std::str::from_utf8(&r.bytes).is_err()));
+    }
+}

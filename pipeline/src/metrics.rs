@@ -1,0 +1,171 @@
+//! Every Prometheus metric footfall exports, in one place.
+//!
+//! Names: prefix `footfall_`, counters end `_total`, durations `_seconds`. Labels stay
+//! bounded (`topic`, `partition`, `trigger`, `group`, `reason`, `operator`), never a
+//! customer id.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// footfall's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// `footfall_events_read_total{topic}`: input records read (valid or not).
+    pub events_read: IntCounterVec,
+    /// `footfall_deadletter_total{topic,reason}`: records sent to `deadletter`.
+    pub deadletter: IntCounterVec,
+    /// `footfall_late_events_total{topic}`: records older than the clock on arrival.
+    pub late_events: IntCounterVec,
+    /// `footfall_duplicate_events_total{topic}`: redelivered `message_id`s skipped.
+    pub duplicates: IntCounterVec,
+    /// `footfall_actions_total{trigger,group}`: actions written.
+    pub actions: IntCounterVec,
+    /// `footfall_timers_pending`: event-time timers waiting for the clock.
+    pub timers_pending: IntGauge,
+    /// `footfall_state_keys{operator}`: keys holding state.
+    pub state_keys: IntGaugeVec,
+    /// `footfall_clock_timestamp_seconds`: the pipeline clock.
+    pub clock: Gauge,
+    /// `footfall_watermark_lag_seconds`: wall clock minus pipeline clock.
+    pub watermark_lag: Gauge,
+    /// `footfall_event_to_action_latency_seconds`: from reading the record that made an
+    /// action due to appending the action.
+    pub latency: Histogram,
+    /// `footfall_input_offset{topic,partition}`: next offset to read per input partition.
+    pub input_offset: IntGaugeVec,
+    /// `footfall_up`: 1 while the pipeline runs.
+    pub up: IntGauge,
+}
+
+fn build() -> Metrics {
+    let registry = Registry::new();
+    let counter = |name: &str, help: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
+        registry
+            .register(Box::new(c.clone()))
+            .expect("unique metric");
+        c
+    };
+    let events_read = counter(
+        "footfall_events_read_total",
+        "Input records read, valid or not.",
+        &["topic"],
+    );
+    let deadletter = counter(
+        "footfall_deadletter_total",
+        "Input records sent to the deadletter topic.",
+        &["topic", "reason"],
+    );
+    let late_events = counter(
+        "footfall_late_events_total",
+        "Records older than the pipeline clock on arrival (applied, timers not re-fired).",
+        &["topic"],
+    );
+    let duplicates = counter(
+        "footfall_duplicate_events_total",
+        "Records whose message_id was already applied.",
+        &["topic"],
+    );
+    let actions = counter(
+        "footfall_actions_total",
+        "Actions written.",
+        &["trigger", "group"],
+    );
+    let timers_pending = IntGauge::new(
+        "footfall_timers_pending",
+        "Event-time timers waiting for the clock.",
+    )
+    .expect("metric definition");
+    let state_keys = IntGaugeVec::new(
+        Opts::new("footfall_state_keys", "Keys holding state, per operator."),
+        &["operator"],
+    )
+    .expect("metric definition");
+    let clock = Gauge::new(
+        "footfall_clock_timestamp_seconds",
+        "The pipeline clock (event time), Unix seconds.",
+    )
+    .expect("metric definition");
+    let watermark_lag = Gauge::new(
+        "footfall_watermark_lag_seconds",
+        "Wall clock minus the pipeline clock.",
+    )
+    .expect("metric definition");
+    let latency = Histogram::with_opts(
+        HistogramOpts::new(
+            "footfall_event_to_action_latency_seconds",
+            "From reading the record that made an action due to appending the action.",
+        )
+        .buckets(vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            2.5, 5.0, 10.0,
+        ]),
+    )
+    .expect("metric definition");
+    let input_offset = IntGaugeVec::new(
+        Opts::new(
+            "footfall_input_offset",
+            "Next offset to read, per input partition.",
+        ),
+        &["topic", "partition"],
+    )
+    .expect("metric definition");
+    let up = IntGauge::new("footfall_up", "1 while the pipeline runs.").expect("metric definition");
+    for m in [
+        Box::new(timers_pending.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(state_keys.clone()),
+        Box::new(clock.clone()),
+        Box::new(watermark_lag.clone()),
+        Box::new(latency.clone()),
+        Box::new(input_offset.clone()),
+        Box::new(up.clone()),
+    ] {
+        registry.register(m).expect("unique metric");
+    }
+    Metrics {
+        registry,
+        events_read,
+        deadletter,
+        late_events,
+        duplicates,
+        actions,
+        timers_pending,
+        state_keys,
+        clock,
+        watermark_lag,
+        latency,
+        input_offset,
+        up,
+    }
+}
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(build)
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn renders_prometheus_text() {
+        let m = super::get();
+        m.events_read.with_label_values(&["clickstream"]).inc();
+        let text = m.render();
+        assert!(text.contains("footfall_events_read_total{topic=\"clickstream\"}"));
+        assert!(text.contains("# TYPE footfall_event_to_action_latency_seconds histogram"));
+    }
+}

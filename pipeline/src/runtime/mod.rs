@@ -1,0 +1,265 @@
+//! The streaming runtime: sources → sequencer → partition workers → sinks, on tokio.
+//!
+//! ```text
+//!  source (topic, partition) ──┐  bounded   ┌── worker 0 ── notifications/0, ...
+//!  source (topic, partition) ──┼─► sequencer ┼── worker 1 ── notifications/1, ...
+//!  ...                      ───┘  channels  └── ...
+//! ```
+//! Sources read and decode in parallel; the sequencer orders events by event time and
+//! keeps the pipeline clock; worker `i` owns the keys that hash to partition `i`. Every
+//! channel is bounded, so a slow sink slows the sources.
+
+pub mod clock;
+pub mod dedupe;
+pub mod sequencer;
+pub mod shard;
+pub mod sink;
+pub mod source;
+pub mod stats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use footfall_operators::event::Topic;
+use footfall_operators::policy::Holdout;
+use footfall_operators::time::{Span, Timestamp};
+use footfall_operators::triggers;
+use footfall_operators::worker::Worker;
+use tokio::sync::{mpsc, watch};
+use tracing::info;
+
+use crate::config::Config;
+use crate::log::{Log, LogError};
+use clock::{Clock, Mode};
+use sink::Sinks;
+use source::{Pacer, Source, SourceMsg};
+use stats::Stats;
+
+/// How a run is driven.
+pub struct RunOptions {
+    /// Replay or live.
+    pub mode: Mode,
+    /// Replay: where the clock ends (default: the largest event time read).
+    pub until: Option<Timestamp>,
+    /// Pace all sources together to this many records a second (benchmarks).
+    pub rate: Option<f64>,
+    /// Flips to true to stop a live run gracefully.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What a run did.
+pub struct Summary {
+    /// Counters.
+    pub stats: Arc<Stats>,
+    /// Wall time from start to the last output flushed.
+    pub elapsed: Duration,
+    /// The pipeline clock at the end.
+    pub clock: Timestamp,
+    /// Replay: events after `--until`, not applied.
+    pub beyond_until: u64,
+    /// Keys holding state per operator at the end.
+    pub state_keys: Vec<(&'static str, usize)>,
+    /// Timers still pending at the end.
+    pub timers_pending: usize,
+    /// Resident memory with all state still held, bytes (Linux).
+    pub rss_bytes: Option<u64>,
+}
+
+/// A run that could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Reading or writing the log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A task of the runtime failed.
+    #[error("runtime task failed: {0}")]
+    Task(String),
+}
+
+/// Runs the pipeline over the topics in `log` until the input is exhausted (replay) or
+/// `opts.shutdown` flips (live).
+pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, RuntimeError> {
+    let started = Instant::now();
+    let n = cfg.transport.partitions.max(1);
+    let cap = cfg.runtime.channel_batches.max(1);
+    if opts.mode == Mode::Live {
+        for t in Topic::ALL {
+            log.create_topic(t.name(), n)?;
+        }
+    }
+    for w in cfg.warnings() {
+        info!(note = %w, "config");
+    }
+    let sinks = Arc::new(Sinks::open(log, n)?);
+    let stats = Arc::new(Stats::default());
+
+    let mut sources = Vec::new();
+    for topic in Topic::ALL {
+        let Some(parts) = log.partitions(topic.name())? else {
+            continue;
+        };
+        for p in 0..parts {
+            sources.push(Source {
+                src: sources.len(),
+                topic,
+                partition: p,
+                reader: log.reader(topic.name(), p, 0)?,
+                batch_records: cfg.runtime.batch_records,
+                dedupe_window_secs: cfg.runtime.dedupe_window_secs,
+            });
+        }
+    }
+    info!(sources = sources.len(), workers = n, mode = ?opts.mode, "pipeline starting");
+
+    let mut worker_txs = Vec::new();
+    let mut worker_tasks = Vec::new();
+    let holdout = Holdout {
+        holdout_bp: cfg.policy.holdout_bp,
+    };
+    for _ in 0..n {
+        let (tx, rx) = mpsc::channel(cap);
+        let worker = Worker::new(triggers::build(&cfg.triggers), holdout);
+        worker_tasks.push(tokio::spawn(shard::run(
+            worker,
+            rx,
+            sinks.clone(),
+            stats.clone(),
+        )));
+        worker_txs.push(tx);
+    }
+
+    let clock = Clock::new(
+        opts.mode,
+        sources.len(),
+        Span::from_secs(cfg.clock.allowed_lateness_secs as i64),
+        Duration::from_secs(cfg.clock.idle_timeout_secs),
+        Instant::now(),
+    );
+    let mut seq = sequencer::Sequencer::new(clock, worker_txs, stats.clone());
+    let pacer = opts.rate.map(|r| Arc::new(Pacer::new(r)));
+
+    let mut source_tasks = Vec::new();
+    let mut beyond_until = 0;
+    let mut shutdown = opts.shutdown.clone();
+    let result = match opts.mode {
+        Mode::Replay => {
+            let mut rxs = Vec::new();
+            for s in sources {
+                let (tx, rx) = mpsc::channel::<SourceMsg>(cap);
+                rxs.push(rx);
+                let task = s.run(
+                    opts.mode,
+                    tx,
+                    sinks.clone(),
+                    stats.clone(),
+                    pacer.clone(),
+                    opts.shutdown.clone(),
+                );
+                source_tasks.push(tokio::spawn(task));
+            }
+            // Read next from the source that holds the clock back most: the order in
+            // which batches are taken in, and so the clock's path, is deterministic.
+            let mut r = Ok(());
+            while let Some(src) = seq.clock().laggard() {
+                match rxs[src].recv().await {
+                    Some(msg) => {
+                        if let Err(e) = seq.on_msg(msg).await {
+                            r = Err(e);
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            if r.is_ok() {
+                match seq.finish(opts.until).await {
+                    Ok(b) => beyond_until = b,
+                    Err(e) => r = Err(e),
+                }
+            }
+            r
+        }
+        Mode::Live => {
+            let (tx, mut rx) = mpsc::channel::<SourceMsg>(cap * sources.len().max(1));
+            for s in sources {
+                let task = s.run(
+                    opts.mode,
+                    tx.clone(),
+                    sinks.clone(),
+                    stats.clone(),
+                    pacer.clone(),
+                    opts.shutdown.clone(),
+                );
+                source_tasks.push(tokio::spawn(task));
+            }
+            drop(tx);
+            crate::metrics::get().up.set(1);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            let mut r = Ok(());
+            loop {
+                let step = tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(m) => seq.on_msg(m).await,
+                        None => break,
+                    },
+                    _ = tick.tick() => seq.release(Instant::now()).await,
+                    _ = shutdown.changed() => break,
+                };
+                if let Err(e) = step {
+                    r = Err(e);
+                    break;
+                }
+            }
+            crate::metrics::get().up.set(0);
+            r
+        }
+    };
+    let clock_end = seq.clock().now();
+    drop(seq);
+
+    let mut state_keys: Vec<(&'static str, usize)> = Vec::new();
+    let mut timers_pending = 0;
+    let mut first_error = None;
+    let mut workers = Vec::new();
+    for t in worker_tasks {
+        match t.await {
+            Ok(Ok(w)) => {
+                timers_pending += w.timers_pending();
+                for (name, k) in w.key_counts() {
+                    match state_keys.iter_mut().find(|(n, _)| *n == name) {
+                        Some(e) => e.1 += k,
+                        None => state_keys.push((name, k)),
+                    }
+                }
+                workers.push(w);
+            }
+            Ok(Err(e)) => first_error = first_error.or(Some(RuntimeError::Log(e))),
+            Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
+        }
+    }
+    for t in source_tasks {
+        match t.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => first_error = first_error.or(Some(RuntimeError::Log(e))),
+            Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
+        }
+    }
+    let rss_bytes = crate::bench::memory().0;
+    drop(workers);
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if result.is_err() {
+        return Err(RuntimeError::Task("a partition worker stopped".into()));
+    }
+    sinks.sync()?;
+    Ok(Summary {
+        stats,
+        elapsed: started.elapsed(),
+        clock: clock_end,
+        beyond_until,
+        state_keys,
+        timers_pending,
+        rss_bytes,
+    })
+}

@@ -1,0 +1,210 @@
+//! The sequencer: puts every input partition's events into one event-time order, holds
+//! each event until the pipeline clock reaches it, resolves its customer key and routes
+//! it to the partition worker that owns the key.
+//!
+//! Holding events to the watermark makes results independent of how records of different
+//! topics and partitions interleave on arrival (within the allowed lateness): ties are
+//! broken by topic name, partition and offset. An `identify` whose anonymous and customer
+//! keys live on different workers becomes an export on one and an import on the other.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use footfall_operators::event::{Event, Topic};
+use footfall_operators::identity::Identity;
+use footfall_operators::key::partition_for;
+use footfall_operators::time::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+
+use super::clock::Clock;
+use super::shard::Work;
+use super::source::SourceMsg;
+use super::stats::Stats;
+use crate::metrics;
+
+struct Pending {
+    order: (Timestamp, Topic, u32, u64),
+    event: Event,
+    read_at: Instant,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, other: &Self) -> bool {
+        self.order == other.order
+    }
+}
+impl Eq for Pending {}
+impl PartialOrd for Pending {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Pending {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.order.cmp(&other.order)
+    }
+}
+
+/// The sequencer's state.
+pub struct Sequencer {
+    clock: Clock,
+    heap: BinaryHeap<Reverse<Pending>>,
+    identity: Identity,
+    workers: Vec<mpsc::Sender<Vec<Work>>>,
+    pending: Vec<Vec<Work>>,
+    sent_clock: Timestamp,
+    stats: Arc<Stats>,
+}
+
+/// The workers hung up: one of them failed.
+#[derive(Debug)]
+pub struct WorkerGone;
+
+impl Sequencer {
+    /// A sequencer feeding `workers` under `clock`.
+    pub fn new(clock: Clock, workers: Vec<mpsc::Sender<Vec<Work>>>, stats: Arc<Stats>) -> Self {
+        let n = workers.len();
+        Sequencer {
+            clock,
+            heap: BinaryHeap::new(),
+            identity: Identity::default(),
+            workers,
+            pending: (0..n).map(|_| Vec::new()).collect(),
+            sent_clock: Timestamp::MIN,
+            stats,
+        }
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Takes in one source message and releases what the clock now allows.
+    pub async fn on_msg(&mut self, msg: SourceMsg) -> Result<(), WorkerGone> {
+        let now = self.clock.now();
+        let mut late = 0u64;
+        for d in msg.events {
+            let ts = d.event.timestamp;
+            self.clock.observe(msg.src, ts, msg.read_at);
+            if ts < now {
+                // Late: applied at once; timers that already fired stay fired.
+                late += 1;
+                metrics::get()
+                    .late_events
+                    .with_label_values(&[d.topic.name()])
+                    .inc();
+                self.dispatch(d.topic, d.event, msg.read_at).await?;
+            } else {
+                self.heap.push(Reverse(Pending {
+                    order: (ts, d.topic, d.partition, d.offset),
+                    event: d.event,
+                    read_at: msg.read_at,
+                }));
+            }
+        }
+        if late > 0 {
+            self.stats.late(late);
+        }
+        self.clock.caught_up(msg.src, msg.caught_up);
+        if msg.eof {
+            self.clock.finish(msg.src);
+        }
+        self.release(msg.read_at).await
+    }
+
+    /// Recomputes the clock and sends everything it has passed.
+    pub async fn release(&mut self, read_at: Instant) -> Result<(), WorkerGone> {
+        let c = self.clock.update(Instant::now(), Timestamp::now());
+        self.release_to(c, read_at).await
+    }
+
+    async fn release_to(&mut self, c: Timestamp, read_at: Instant) -> Result<(), WorkerGone> {
+        while self.heap.peek().is_some_and(|p| p.0.order.0 <= c) {
+            let Some(Reverse(p)) = self.heap.pop() else {
+                break;
+            };
+            self.dispatch(p.order.1, p.event, p.read_at).await?;
+        }
+        if c > self.sent_clock {
+            self.sent_clock = c;
+            for q in &mut self.pending {
+                q.push(Work::Advance { clock: c, read_at });
+            }
+            let m = metrics::get();
+            m.clock.set(c.as_secs_f64());
+            m.watermark_lag
+                .set(Timestamp::now().since(c).as_secs_f64().max(0.0));
+        }
+        self.flush().await
+    }
+
+    async fn dispatch(
+        &mut self,
+        topic: Topic,
+        event: Event,
+        read_at: Instant,
+    ) -> Result<(), WorkerGone> {
+        let n = self.workers.len() as u32;
+        let resolved = self.identity.resolve(topic, &event);
+        if let Some(m) = resolved.merge {
+            let (wf, wi) = (
+                partition_for(&m.from, n) as usize,
+                partition_for(&m.into, n) as usize,
+            );
+            if wf == wi {
+                self.pending[wf].push(Work::Merge {
+                    from: m.from,
+                    into: m.into,
+                });
+            } else {
+                let (reply, states) = oneshot::channel();
+                self.pending[wf].push(Work::Export { key: m.from, reply });
+                // The export must be on its way before the importer can wait for it.
+                self.send(wf).await?;
+                self.pending[wi].push(Work::Import {
+                    key: m.into,
+                    states,
+                });
+            }
+        }
+        let w = partition_for(&resolved.key, n) as usize;
+        self.pending[w].push(Work::Event {
+            key: resolved.key,
+            event,
+            read_at,
+        });
+        if self.pending[w].len() >= 4096 {
+            self.send(w).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, w: usize) -> Result<(), WorkerGone> {
+        if self.pending[w].is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.pending[w]);
+        self.workers[w].send(batch).await.map_err(|_| WorkerGone)
+    }
+
+    async fn flush(&mut self) -> Result<(), WorkerGone> {
+        for w in 0..self.workers.len() {
+            self.send(w).await?;
+        }
+        Ok(())
+    }
+
+    /// End of a replay: moves the clock to `until` (default: the largest event time read),
+    /// releases everything up to it and returns how many events lay beyond it.
+    pub async fn finish(&mut self, until: Option<Timestamp>) -> Result<u64, WorkerGone> {
+        let end = until
+            .or(self.clock.max_event_time())
+            .unwrap_or(Timestamp::MIN);
+        let c = self.clock.advance_to(end);
+        self.release_to(c, Instant::now()).await?;
+        Ok(self.heap.len() as u64)
+    }
+}

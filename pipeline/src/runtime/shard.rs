@@ -1,0 +1,132 @@
+//! Partition worker tasks: each owns the keys that hash to its partition and runs the
+//! operators on them, in the order the sequencer sends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use footfall_operators::action::Action;
+use footfall_operators::event::Event;
+use footfall_operators::time::Timestamp;
+use footfall_operators::worker::{KeyStates, Worker};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sink::Sinks;
+use super::stats::Stats;
+use crate::log::LogError;
+use crate::metrics;
+
+/// One unit of work for a partition worker.
+pub enum Work {
+    /// Apply an event to `key`.
+    Event {
+        /// The resolved key.
+        key: String,
+        /// The event.
+        event: Event,
+        /// When its record was read.
+        read_at: Instant,
+    },
+    /// The pipeline clock reached `clock`.
+    Advance {
+        /// The clock.
+        clock: Timestamp,
+        /// When the record that moved it was read.
+        read_at: Instant,
+    },
+    /// Move `from`'s state into `into`; both are this worker's.
+    Merge {
+        /// The key whose state moves.
+        from: String,
+        /// The surviving key.
+        into: String,
+    },
+    /// Hand `key`'s state to another worker.
+    Export {
+        /// The key whose state moves.
+        key: String,
+        /// Where it goes.
+        reply: oneshot::Sender<KeyStates>,
+    },
+    /// Merge state exported by another worker into `key`.
+    Import {
+        /// The surviving key.
+        key: String,
+        /// The state, once the exporting worker has sent it.
+        states: oneshot::Receiver<KeyStates>,
+    },
+}
+
+/// Runs one partition worker until the sequencer hangs up.
+pub async fn run(
+    mut worker: Worker,
+    mut rx: mpsc::Receiver<Vec<Work>>,
+    sinks: Arc<Sinks>,
+    stats: Arc<Stats>,
+) -> Result<Worker, LogError> {
+    let m = metrics::get();
+    let mut out: Vec<Action> = Vec::new();
+    let mut read_ats: Vec<Instant> = Vec::new();
+    let mut buf = Vec::with_capacity(4096);
+    let mut latencies = Vec::new();
+    let mut last_timers = 0i64;
+    while let Some(batch) = rx.recv().await {
+        for work in batch {
+            let before = out.len();
+            let read_at = match work {
+                Work::Event {
+                    key,
+                    event,
+                    read_at,
+                } => {
+                    worker.on_event(&key, &event, &mut out);
+                    read_at
+                }
+                Work::Advance { clock, read_at } => {
+                    worker.advance(clock, &mut out);
+                    read_at
+                }
+                Work::Merge { from, into } => {
+                    worker.merge(&from, &into, &mut out);
+                    Instant::now()
+                }
+                Work::Export { key, reply } => {
+                    let _ = reply.send(worker.export(&key));
+                    continue;
+                }
+                Work::Import { key, states } => {
+                    if let Ok(states) = states.await {
+                        worker.import(&key, states, &mut out);
+                    }
+                    Instant::now()
+                }
+            };
+            read_ats.resize(read_ats.len() + (out.len() - before), read_at);
+        }
+        if !out.is_empty() {
+            sinks.write_actions(&mut out, &mut buf)?;
+            latencies.clear();
+            // Actions already in the output (a replay over the same log) are not new.
+            for (a, t) in out
+                .iter()
+                .zip(&read_ats)
+                .filter(|(a, _)| a.emitted_at.is_some())
+            {
+                let secs = t.elapsed().as_secs_f64();
+                m.latency.observe(secs);
+                m.actions
+                    .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
+                    .inc();
+                latencies.push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
+            }
+            out.retain(|a| a.emitted_at.is_some());
+            stats.actions(&out, &latencies);
+            out.clear();
+            read_ats.clear();
+        }
+        let timers = worker.timers_pending() as i64;
+        m.timers_pending.add(timers - last_timers);
+        last_timers = timers;
+    }
+    m.timers_pending.sub(last_timers);
+    Ok(worker)
+}

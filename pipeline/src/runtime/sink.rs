@@ -1,0 +1,146 @@
+//! Output topics: actions go to the partition of their customer (or store) key, dead
+//! letters to the partition of the record they came from.
+//!
+//! The log is the outbox: on open, every partition's existing records are read back, and
+//! an `action_id` (or a dead letter's source position) already there is never appended
+//! again. Replaying the same input into the same data directory adds nothing twice.
+
+use std::sync::{Mutex, MutexGuard};
+
+use footfall_operators::action::{Action, DeadLetter, OutputTopic};
+use footfall_operators::key::partition_for;
+use footfall_operators::time::Timestamp;
+use rustc_hash::FxHashSet;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::log::{Batch, Log, LogError, PartitionWriter};
+
+struct Slot {
+    writer: PartitionWriter,
+    /// Identities of the records already in this partition.
+    written: FxHashSet<u128>,
+}
+
+/// Writers of every output topic's partitions.
+pub struct Sinks {
+    topics: Vec<Vec<Mutex<Slot>>>,
+}
+
+fn index(t: OutputTopic) -> usize {
+    OutputTopic::ALL.iter().position(|&x| x == t).unwrap_or(0)
+}
+
+fn dead_identity(topic: &str, partition: u32, offset: u64) -> u128 {
+    xxh3_128(format!("{topic}/{partition}/{offset}").as_bytes())
+}
+
+/// The identity of a stored output record: its `action_id`, or a dead letter's source.
+fn identity(payload: &[u8]) -> Option<u128> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        action_id: Option<String>,
+        topic: Option<String>,
+        partition: Option<u32>,
+        offset: Option<u64>,
+    }
+    let id: Id = serde_json::from_slice(payload).ok()?;
+    match (id.action_id, id.topic, id.partition, id.offset) {
+        (Some(a), ..) => Some(xxh3_128(a.as_bytes())),
+        (None, Some(t), Some(p), Some(o)) => Some(dead_identity(&t, p, o)),
+        _ => None,
+    }
+}
+
+impl Sinks {
+    /// Creates (if needed) and opens every output topic with `partitions` partitions,
+    /// reading back what each already holds.
+    pub fn open(log: &Log, partitions: u32) -> Result<Self, LogError> {
+        let mut topics = Vec::new();
+        for t in OutputTopic::ALL {
+            let n = log.create_topic(t.name(), partitions)?;
+            let mut slots = Vec::new();
+            for p in 0..n {
+                let writer = log.writer(t.name(), p)?;
+                let mut written = FxHashSet::default();
+                let mut reader = log.reader(t.name(), p, 0)?;
+                let mut batch = Batch::default();
+                while reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
+                    written.extend(batch.iter().filter_map(|(_, b)| identity(b)));
+                }
+                slots.push(Mutex::new(Slot { writer, written }));
+            }
+            topics.push(slots);
+        }
+        Ok(Sinks { topics })
+    }
+
+    /// Appends actions not written before (stamping `emitted_at`) and flushes their
+    /// partitions. Returns how many were new.
+    pub fn write_actions(
+        &self,
+        actions: &mut [Action],
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, LogError> {
+        let now = Timestamp::now();
+        let mut touched: Vec<(usize, usize)> = Vec::new();
+        let mut new = 0;
+        for a in actions.iter_mut() {
+            let key = a
+                .customer_id
+                .as_deref()
+                .or(a.store_id.as_deref())
+                .unwrap_or("");
+            let t = index(a.topic);
+            let p = partition_for(key, self.topics[t].len() as u32) as usize;
+            let mut slot = lock(&self.topics[t][p]);
+            if !slot.written.insert(xxh3_128(a.action_id.as_bytes())) {
+                continue;
+            }
+            a.emitted_at = Some(now);
+            buf.clear();
+            // Serializing a struct of strings and JSON values cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, a);
+            slot.writer.append(buf)?;
+            new += 1;
+            if !touched.contains(&(t, p)) {
+                touched.push((t, p));
+            }
+        }
+        for (t, p) in touched {
+            lock(&self.topics[t][p]).writer.flush()?;
+        }
+        Ok(new)
+    }
+
+    /// Appends dead letters of input partition `partition` not written before, and flushes.
+    pub fn write_deadletters(&self, partition: u32, dead: &[DeadLetter]) -> Result<(), LogError> {
+        let slots = &self.topics[index(OutputTopic::Deadletter)];
+        let mut slot = lock(&slots[partition as usize % slots.len()]);
+        for d in dead {
+            if !slot
+                .written
+                .insert(dead_identity(&d.topic, d.partition, d.offset))
+            {
+                continue;
+            }
+            let bytes = serde_json::to_vec(d).unwrap_or_default();
+            slot.writer.append(&bytes)?;
+        }
+        slot.writer.flush()
+    }
+
+    /// Forces everything written to disk.
+    pub fn sync(&self) -> Result<(), LogError> {
+        for slots in &self.topics {
+            for s in slots {
+                lock(s).writer.sync()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // A panic while holding the lock is a bug; the slot itself is still consistent.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,203 @@
+//! Source tasks: one per input partition. Read a batch, decode and validate it, drop
+//! redelivered `message_id`s, send bad records to `deadletter`, hand the rest on.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use footfall_operators::action::DeadLetter;
+use footfall_operators::decode::decode;
+use footfall_operators::event::{Event, Topic};
+use footfall_operators::time::Timestamp;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use super::clock::Mode;
+use super::dedupe::Dedupe;
+use super::sink::Sinks;
+use super::stats::Stats;
+use crate::log::{Batch, PartitionReader};
+use crate::metrics;
+
+/// A decoded record, with where it came from.
+pub struct Decoded {
+    /// Its topic.
+    pub topic: Topic,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset.
+    pub offset: u64,
+    /// The event.
+    pub event: Event,
+}
+
+/// What a source hands the sequencer.
+pub struct SourceMsg {
+    /// Which source (index into the sequencer's partitions).
+    pub src: usize,
+    /// Valid, first-time events, in offset order.
+    pub events: Vec<Decoded>,
+    /// The source has read everything there is for now.
+    pub caught_up: bool,
+    /// Replay: the source's input is exhausted; no more messages follow.
+    pub eof: bool,
+    /// When the batch was read.
+    pub read_at: Instant,
+}
+
+/// Paces sources to a total rate (the bench's `--rate`).
+pub struct Pacer {
+    start: Instant,
+    per_sec: f64,
+    sent: AtomicU64,
+}
+
+impl Pacer {
+    /// All sources together send `per_sec` records a second.
+    pub fn new(per_sec: f64) -> Self {
+        Pacer {
+            start: Instant::now(),
+            per_sec,
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    async fn take(&self, n: usize) {
+        let k = self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        let due = self.start + Duration::from_secs_f64(k as f64 / self.per_sec);
+        tokio::time::sleep_until(due.into()).await;
+    }
+}
+
+/// One input partition's source.
+pub struct Source {
+    /// Index among the sequencer's partitions.
+    pub src: usize,
+    /// Topic.
+    pub topic: Topic,
+    /// Partition.
+    pub partition: u32,
+    /// Where it reads.
+    pub reader: PartitionReader,
+    /// Records per batch.
+    pub batch_records: usize,
+    /// Dedupe window, seconds of event time.
+    pub dedupe_window_secs: u64,
+}
+
+impl Source {
+    /// Reads until the input is exhausted (replay) or shutdown (live).
+    pub async fn run(
+        mut self,
+        mode: Mode,
+        tx: mpsc::Sender<SourceMsg>,
+        sinks: Arc<Sinks>,
+        stats: Arc<Stats>,
+        pacer: Option<Arc<Pacer>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), crate::log::LogError> {
+        let m = metrics::get();
+        let topic_name = self.topic.name();
+        let read_counter = m.events_read.with_label_values(&[topic_name]);
+        let dup_counter = m.duplicates.with_label_values(&[topic_name]);
+        let part_label = self.partition.to_string();
+        let offset_gauge = m.input_offset.with_label_values(&[topic_name, &part_label]);
+        let mut dedupe = Dedupe::new(self.dedupe_window_secs);
+        let mut batch = Batch::default();
+        let mut announced_caught_up = false;
+        let batch_records = if pacer.is_some() {
+            self.batch_records.min(64)
+        } else {
+            self.batch_records
+        };
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            let n = self.reader.poll(&mut batch, batch_records, 4 << 20)?;
+            if n == 0 {
+                match mode {
+                    Mode::Replay => {
+                        let msg = self.msg(Vec::new(), true, true);
+                        let _ = tx.send(msg).await;
+                        return Ok(());
+                    }
+                    Mode::Live => {
+                        if !announced_caught_up {
+                            announced_caught_up = true;
+                            if tx.send(self.msg(Vec::new(), true, false)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            announced_caught_up = false;
+            if let Some(p) = &pacer {
+                p.take(n).await;
+            }
+            let now = Timestamp::now();
+            let mut events = Vec::with_capacity(n);
+            let (mut dups, mut dead) = (0u64, Vec::new());
+            for (offset, bytes) in batch.iter() {
+                match decode(self.topic, bytes, now) {
+                    Ok(event) => {
+                        if dedupe.first_time(&event.message_id, event.timestamp) {
+                            events.push(Decoded {
+                                topic: self.topic,
+                                partition: self.partition,
+                                offset,
+                                event,
+                            });
+                        } else {
+                            dups += 1;
+                        }
+                    }
+                    Err(e) => {
+                        debug!(topic = topic_name, partition = self.partition, offset,
+                            reason = e.reason.as_str(), error = %e, "record sent to deadletter");
+                        m.deadletter
+                            .with_label_values(&[topic_name, e.reason.as_str()])
+                            .inc();
+                        stats.dead_reason(e.reason.as_str());
+                        dead.push(DeadLetter::new(
+                            topic_name,
+                            self.partition,
+                            offset,
+                            e.reason.as_str(),
+                            e.message,
+                            bytes,
+                            now,
+                        ));
+                    }
+                }
+            }
+            read_counter.inc_by(n as u64);
+            dup_counter.inc_by(dups);
+            offset_gauge.set(self.reader.position() as i64);
+            stats.read(self.topic, n as u64, dead.len() as u64, dups);
+            if !dead.is_empty() {
+                sinks.write_deadletters(self.partition, &dead)?;
+            }
+            let msg = self.msg(events, false, false);
+            if tx.send(msg).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn msg(&self, events: Vec<Decoded>, caught_up: bool, eof: bool) -> SourceMsg {
+        SourceMsg {
+            src: self.src,
+            events,
+            caught_up,
+            eof,
+            read_at: Instant::now(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Per-run counters for the summary a run prints (Prometheus has the process-wide ones).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use footfall_operators::action::{Action, Group};
+use footfall_operators::event::Topic;
+
+/// What one run did.
+#[derive(Default)]
+pub struct Stats {
+    read: [AtomicU64; Topic::ALL.len()],
+    deadlettered: AtomicU64,
+    dead_reasons: Mutex<BTreeMap<&'static str, u64>>,
+    duplicates: AtomicU64,
+    late: AtomicU64,
+    actions: Mutex<BTreeMap<(String, Group), u64>>,
+    samples: Mutex<Vec<Action>>,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+/// How many sample actions a run keeps for its summary.
+const SAMPLES: usize = 3;
+
+impl Stats {
+    pub(crate) fn read(&self, topic: Topic, n: u64, dead: u64, dups: u64) {
+        let i = Topic::ALL.iter().position(|&t| t == topic).unwrap_or(0);
+        self.read[i].fetch_add(n, Ordering::Relaxed);
+        self.deadlettered.fetch_add(dead, Ordering::Relaxed);
+        self.duplicates.fetch_add(dups, Ordering::Relaxed);
+    }
+
+    pub(crate) fn dead_reason(&self, reason: &'static str) {
+        *self
+            .dead_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Dead-lettered records per reason.
+    pub fn deadletter_reasons(&self) -> BTreeMap<&'static str, u64> {
+        self.dead_reasons
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn late(&self, n: u64) {
+        self.late.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn actions(&self, actions: &[Action], latencies_us: &[u32]) {
+        let mut map = self.actions.lock().unwrap_or_else(|e| e.into_inner());
+        for a in actions {
+            *map.entry((a.trigger.clone(), a.group)).or_default() += 1;
+        }
+        drop(map);
+        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        for a in actions.iter().filter(|a| a.group == Group::Treatment) {
+            if s.len() >= SAMPLES {
+                break;
+            }
+            s.push(a.clone());
+        }
+        drop(s);
+        self.latencies_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(latencies_us);
+    }
+
+    /// Records read per topic (topics with none left out).
+    pub fn read_by_topic(&self) -> Vec<(Topic, u64)> {
+        Topic::ALL
+            .iter()
+            .zip(&self.read)
+            .map(|(&t, n)| (t, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Records read in all.
+    pub fn total_read(&self) -> u64 {
+        self.read.iter().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Records sent to `deadletter`.
+    pub fn deadlettered(&self) -> u64 {
+        self.deadlettered.load(Ordering::Relaxed)
+    }
+
+    /// Redelivered records skipped.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Late records.
+    pub fn late_events(&self) -> u64 {
+        self.late.load(Ordering::Relaxed)
+    }
+
+    /// Actions written per (trigger, group).
+    pub fn actions_by_trigger(&self) -> BTreeMap<(String, Group), u64> {
+        self.actions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The first few treatment actions.
+    pub fn samples(&self) -> Vec<Action> {
+        self.samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Event-to-action latency percentile `q` (0..=1), microseconds.
+    pub fn latency_us(&self, q: f64) -> Option<u32> {
+        let mut l = self
+            .latencies_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_unstable();
+        let i = ((l.len() - 1) as f64 * q).round() as usize;
+        Some(l[i])
+    }
+}
