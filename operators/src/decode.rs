@@ -236,10 +236,13 @@ fn money(field: &str, raw: Option<&RawValue>) -> Result<Option<Decimal>, DecodeE
 
 fn timestamp(field: &str, s: &str) -> Result<Timestamp, DecodeError> {
     Timestamp::parse_rfc3339(s).map_err(|e| {
-        err(
-            Reason::InvalidTimestamp,
-            format!("{field}: invalid RFC 3339 timestamp {s:?}: {e}"),
-        )
+        // A valid date past what footfall can represent is far in the future.
+        let reason = if e.contains("after 2262") {
+            Reason::FutureTimestamp
+        } else {
+            Reason::InvalidTimestamp
+        };
+        err(reason, format!("{field}: invalid RFC 3339 timestamp {s:?}: {e}"))
     })
 }
 

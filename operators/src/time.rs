@@ -92,9 +92,10 @@ impl Timestamp {
     /// Parses RFC 3339 with an offset (`2026-11-20T10:15:00Z`, `2026-11-20T18:15:00+08:00`).
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
         let dt = DateTime::parse_from_rfc3339(s).map_err(|e| format!("{e}"))?;
-        dt.timestamp_nanos_opt()
-            .map(Timestamp)
-            .ok_or_else(|| "out of range".to_owned())
+        dt.timestamp_nanos_opt().map(Timestamp).ok_or_else(|| {
+            let side = if dt.timestamp() > 0 { "after 2262" } else { "before 1677" };
+            format!("out of range ({side})")
+        })
     }
 
     /// `self + span`, saturating.

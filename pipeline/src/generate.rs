@@ -367,9 +367,11 @@ fn spoil(records: &mut Vec<Record>, p: &Params, rng: &mut Rng) {
             3 => text
                 .replacen("\"type\":\"", "\"type\":\"x_", 1)
                 .into_bytes(),
-            4 => text
-                .replacen("\"timestamp\":\"20", "\"timestamp\":\"29", 1)
-                .into_bytes(),
+            4 => match text.find("\"timestamp\":\"") {
+                // A device with its clock set decades ahead.
+                Some(at) => format!("{}2099{}", &text[..at + 13], &text[at + 17..]).into_bytes(),
+                None => text.into_bytes(),
+            },
             5 => {
                 let mut b = text.into_bytes();
                 b.insert(b.len() / 2, 0xff);
