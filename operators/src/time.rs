@@ -93,7 +93,11 @@ impl Timestamp {
     pub fn parse_rfc3339(s: &str) -> Result<Self, String> {
         let dt = DateTime::parse_from_rfc3339(s).map_err(|e| format!("{e}"))?;
         dt.timestamp_nanos_opt().map(Timestamp).ok_or_else(|| {
-            let side = if dt.timestamp() > 0 { "after 2262" } else { "before 1677" };
+            let side = if dt.timestamp() > 0 {
+                "after 2262"
+            } else {
+                "before 1677"
+            };
             format!("out of range ({side})")
         })
     }

@@ -1,1 +1,9 @@
-fn main() {}
+//! footfall's integration tests: the real `footfall` binary on real data directories.
+//!
+//! One binary, a module per area, so the workspace links once.
+
+mod cli;
+mod determinism;
+mod golden;
+mod service;
+mod support;

@@ -1,0 +1,119 @@
+//! Helpers: find and run the `footfall` binary, read topics back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The `footfall` binary of this build, brought up to date once per test run (cargo
+/// builds a package's binaries only for that package's own integration tests).
+pub fn footfall_bin() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "footfall-pipeline",
+            "--bin",
+            "footfall",
+        ]);
+        if !cfg!(debug_assertions) {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the footfall binary failed");
+    });
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/it-<hash> → target/<profile>/footfall
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(format!("footfall{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing after cargo build",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `footfall args...` with `stdin`, returning its output; panics with its stderr
+/// if it fails and `ok` is expected.
+pub fn footfall(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(footfall_bin())
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn footfall");
+    if let Some(input) = stdin {
+        let mut s = child.stdin.take().expect("stdin");
+        s.write_all(input).expect("write stdin");
+    }
+    child.wait_with_output().expect("footfall runs")
+}
+
+/// Like [`footfall`], asserting success.
+pub fn footfall_ok(args: &[&str], stdin: Option<&[u8]>) -> String {
+    let out = footfall(args, stdin);
+    assert!(
+        out.status.success(),
+        "footfall {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every record of `topic` as JSON, via `footfall consume --from-beginning`.
+pub fn consume(dir: &Path, topic: &str) -> Vec<Value> {
+    let out = footfall_ok(
+        &[
+            "consume",
+            "--data-dir",
+            path(dir),
+            "--topic",
+            topic,
+            "--from-beginning",
+        ],
+        None,
+    );
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{topic}: {e}: {l}")))
+        .collect()
+}
+
+/// Records with wall-clock fields removed, as sorted canonical lines.
+pub fn canonical(records: &[Value], drop: &[&str]) -> Vec<String> {
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(o) = r.as_object_mut() {
+                o.retain(|k, _| !drop.contains(&k.as_str()));
+            }
+            r.to_string()
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// A path as &str (test paths are UTF-8).
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The fixture directory.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(name)
+}
