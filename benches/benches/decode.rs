@@ -1,1 +1,45 @@
-fn main() {}
+//! Decoding: footfall's validated decode against bare serde_json on the same records.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use footfall_operators::decode::decode;
+use footfall_operators::event::Topic;
+use footfall_operators::time::Timestamp;
+use footfall_pipeline::generate::{Params, generate};
+
+fn records() -> Vec<(Topic, Vec<u8>)> {
+    let p = Params {
+        customers: 2000,
+        hours: 4.0,
+        seed: 1,
+        start: Params::default_start(),
+        bad_ratio: 0.0,
+        duplicate_ratio: 0.0,
+    };
+    generate(&p).into_iter().map(|r| (r.topic, r.bytes)).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let recs = records();
+    let now = Timestamp::now();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Elements(recs.len() as u64));
+    g.bench_function("serde_json_value", |b| {
+        b.iter(|| {
+            for (_, r) in &recs {
+                let v: serde_json::Value = serde_json::from_slice(r).unwrap();
+                std::hint::black_box(v);
+            }
+        })
+    });
+    g.bench_function("footfall_decode", |b| {
+        b.iter(|| {
+            for (t, r) in &recs {
+                std::hint::black_box(decode(*t, r, now).unwrap());
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

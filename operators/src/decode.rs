@@ -4,6 +4,7 @@
 //! [`Reason`] (a metric label) and a message naming the field, e.g.
 //! `items[0].price: invalid decimal "12,90"`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -112,9 +113,10 @@ fn err(reason: Reason, message: impl Into<String>) -> DecodeError {
 #[derive(Deserialize)]
 struct Wire<'a> {
     message_id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    timestamp: Option<String>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
     user_id: Option<String>,
     anonymous_id: Option<String>,
     channel: Option<String>,
@@ -229,6 +231,11 @@ fn required(field: &str, s: Option<String>) -> Result<String, DecodeError> {
     present(s).ok_or_else(|| err(Reason::MissingField, format!("{field}: required field")))
 }
 
+fn required_cow<'a>(field: &str, s: Option<Cow<'a, str>>) -> Result<Cow<'a, str>, DecodeError> {
+    s.filter(|s| !s.is_empty())
+        .ok_or_else(|| err(Reason::MissingField, format!("{field}: required field")))
+}
+
 fn money(field: &str, raw: Option<&RawValue>) -> Result<Option<Decimal>, DecodeError> {
     raw.map(|r| parse_money(r).map_err(|m| err(Reason::InvalidMoney, format!("{field}: {m}"))))
         .transpose()
@@ -253,18 +260,30 @@ fn items(wire: Option<Vec<WireItem<'_>>>) -> Result<Vec<Item>, DecodeError> {
     let Some(wire) = wire else {
         return Ok(Vec::new());
     };
+    // Field paths are formatted only on the error path.
+    let at = |i: usize, field: &str, reason: Reason, what: String| {
+        err(reason, format!("items[{i}].{field}: {what}"))
+    };
     wire.into_iter()
         .enumerate()
         .map(|(i, it)| {
-            let item_id = required(&format!("items[{i}].item_id"), it.item_id)?;
-            let price = money(&format!("items[{i}].price"), it.price)?;
+            let item_id = present(it.item_id)
+                .ok_or_else(|| at(i, "item_id", Reason::MissingField, "required field".into()))?;
+            let price = match it.price {
+                Some(raw) => Some(
+                    parse_money(raw).map_err(|m| at(i, "price", Reason::InvalidMoney, m))?,
+                ),
+                None => None,
+            };
             let quantity = match it.quantity {
                 None => 1,
                 Some(q) if q > 0 && q <= i64::from(u32::MAX) => q as u32,
                 Some(q) => {
-                    return Err(err(
+                    return Err(at(
+                        i,
+                        "quantity",
                         Reason::InvalidQuantity,
-                        format!("items[{i}].quantity: must be a positive integer, got {q}"),
+                        format!("must be a positive integer, got {q}"),
                     ));
                 }
             };
@@ -295,8 +314,8 @@ fn coordinate(field: &str, v: Option<f64>, limit: f64) -> Result<f64, DecodeErro
 
 fn validate(topic: Topic, w: Wire<'_>, now: Timestamp) -> Result<Event, DecodeError> {
     let message_id = required("message_id", w.message_id)?;
-    let kind_name = required("type", w.kind)?;
-    let ts_text = required("timestamp", w.timestamp)?;
+    let kind_name = required_cow("type", w.kind)?;
+    let ts_text = required_cow("timestamp", w.timestamp)?;
     let ts = timestamp("timestamp", &ts_text)?;
     if ts > now.plus(MAX_FUTURE) {
         return Err(err(
@@ -315,7 +334,7 @@ fn validate(topic: Topic, w: Wire<'_>, now: Timestamp) -> Result<Event, DecodeEr
         )
     };
     let kind = match topic {
-        Topic::Clickstream => match kind_name.as_str() {
+        Topic::Clickstream => match kind_name.as_ref() {
             "page_view" => EventKind::PageView,
             "view_item" => EventKind::ViewItem {
                 items: items(w.items)?,
@@ -361,7 +380,7 @@ fn validate(topic: Topic, w: Wire<'_>, now: Timestamp) -> Result<Event, DecodeEr
             _ => return Err(unknown()),
         },
         Topic::Transactions => {
-            let is_purchase = match kind_name.as_str() {
+            let is_purchase = match kind_name.as_ref() {
                 "purchase" => true,
                 "refund" => false,
                 _ => return Err(unknown()),
@@ -389,7 +408,7 @@ fn validate(topic: Topic, w: Wire<'_>, now: Timestamp) -> Result<Event, DecodeEr
             if user_id.is_none() {
                 return Err(err(Reason::MissingField, "user_id: required field"));
             }
-            match kind_name.as_str() {
+            match kind_name.as_ref() {
                 "profile" => {
                     if let Some(b) = w.birthday.as_deref() {
                         validate_birthday(b)?;

@@ -22,31 +22,52 @@ pub struct Fired {
 
 /// Pending timers, ordered by (due, operator, key, tag) so firing order is deterministic.
 ///
-/// Setting a timer that exists moves it; cancelling is exact. Both are O(log n).
+/// Setting a timer that exists moves it; cancelling is exact. Both are O(log n), and
+/// neither allocates for a key that already has timers.
 #[derive(Default)]
 pub struct TimerService {
     queue: BTreeSet<(Timestamp, u16, Arc<str>, u64)>,
-    index: FxHashMap<(u16, Arc<str>, u64), Timestamp>,
+    /// Per key: (operator, tag, due) of its timers. Keys hold a handful at most.
+    index: FxHashMap<Arc<str>, Vec<(u16, u64, Timestamp)>>,
 }
 
 impl TimerService {
     /// Sets (or moves) the timer `(op, key, tag)` to `due`.
     pub fn set(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) {
-        let key: Arc<str> = match self.index.get_key_value(&(op, Arc::from(key), tag)) {
-            Some(((_, k, _), _)) => k.clone(),
+        let k = match self.index.get_key_value(key) {
+            Some((k, _)) => k.clone(),
             None => Arc::from(key),
         };
-        if let Some(old) = self.index.insert((op, key.clone(), tag), due) {
-            self.queue.remove(&(old, op, key.clone(), tag));
+        let timers = self.index.entry(k.clone()).or_default();
+        match timers.iter_mut().find(|t| t.0 == op && t.1 == tag) {
+            Some(t) => {
+                self.queue.remove(&(t.2, op, k.clone(), tag));
+                t.2 = due;
+            }
+            None => timers.push((op, tag, due)),
         }
-        self.queue.insert((due, op, key, tag));
+        self.queue.insert((due, op, k, tag));
     }
 
     /// Cancels the timer `(op, key, tag)`, returning when it was due.
     pub fn cancel(&mut self, op: u16, key: &str, tag: u64) -> Option<Timestamp> {
-        let (k, due) = self.index.remove_entry(&(op, Arc::from(key), tag))?;
-        self.queue.remove(&(due, op, k.1, tag));
+        let (k, timers) = self.index.get_key_value(key)?;
+        let i = timers.iter().position(|t| t.0 == op && t.1 == tag)?;
+        let k = k.clone();
+        let due = self.remove_index(&k, i);
+        self.queue.remove(&(due, op, k, tag));
         Some(due)
+    }
+
+    fn remove_index(&mut self, key: &Arc<str>, i: usize) -> Timestamp {
+        let Some(timers) = self.index.get_mut(key) else {
+            return Timestamp::MIN;
+        };
+        let (_, _, due) = timers.swap_remove(i);
+        if timers.is_empty() {
+            self.index.remove(key);
+        }
+        due
     }
 
     /// Removes and returns the earliest timer due at or before `upto` (strictly before, when
@@ -58,7 +79,13 @@ impl TimerService {
             return None;
         }
         let (due, op, key, tag) = self.queue.pop_first()?;
-        self.index.remove(&(op, key.clone(), tag));
+        if let Some(i) = self
+            .index
+            .get(&key)
+            .and_then(|ts| ts.iter().position(|t| t.0 == op && t.1 == tag))
+        {
+            self.remove_index(&key, i);
+        }
         Some(Fired { due, op, key, tag })
     }
 

@@ -18,6 +18,9 @@ use footfall_pipeline::{bench, server};
 use tokio::sync::watch;
 use xxhash_rust::xxh3::xxh3_64;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// footfall: a real-time retail CRM stream processor.
 ///
 /// Reads purchases, clickstream, profiles and stock from partitioned topics, keeps

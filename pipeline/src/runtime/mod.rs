@@ -135,7 +135,7 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
         Duration::from_secs(cfg.clock.idle_timeout_secs),
         Instant::now(),
     );
-    let mut seq = sequencer::Sequencer::new(clock, worker_txs, stats.clone());
+    let mut seq = sequencer::Sequencer::new(clock, sources.len(), worker_txs, stats.clone());
     let pacer = opts.rate.map(|r| Arc::new(Pacer::new(r)));
 
     let mut source_tasks = Vec::new();

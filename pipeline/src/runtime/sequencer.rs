@@ -7,8 +7,7 @@
 //! broken by topic name, partition and offset. An `identify` whose anonymous and customer
 //! keys live on different workers becomes an export on one and an import on the other.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,31 +25,29 @@ use crate::metrics;
 
 struct Pending {
     order: (Timestamp, Topic, u32, u64),
-    event: Event,
+    event: Box<Event>,
     read_at: Instant,
 }
 
-impl PartialEq for Pending {
-    fn eq(&self, other: &Self) -> bool {
-        self.order == other.order
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.order.cmp(&other.order)
+/// One source's held events, kept sorted by `order`. Feeds arrive nearly sorted, so an
+/// insertion walks back a few places at most, and each event is moved in and out once.
+#[derive(Default)]
+struct Held(VecDeque<Pending>);
+
+impl Held {
+    fn push(&mut self, p: Pending) {
+        let mut at = self.0.len();
+        while at > 0 && self.0[at - 1].order > p.order {
+            at -= 1;
+        }
+        self.0.insert(at, p);
     }
 }
 
 /// The sequencer's state.
 pub struct Sequencer {
     clock: Clock,
-    heap: BinaryHeap<Reverse<Pending>>,
+    held: Vec<Held>,
     identity: Identity,
     workers: Vec<mpsc::Sender<Vec<Work>>>,
     pending: Vec<Vec<Work>>,
@@ -64,11 +61,16 @@ pub struct WorkerGone;
 
 impl Sequencer {
     /// A sequencer feeding `workers` under `clock`.
-    pub fn new(clock: Clock, workers: Vec<mpsc::Sender<Vec<Work>>>, stats: Arc<Stats>) -> Self {
+    pub fn new(
+        clock: Clock,
+        sources: usize,
+        workers: Vec<mpsc::Sender<Vec<Work>>>,
+        stats: Arc<Stats>,
+    ) -> Self {
         let n = workers.len();
         Sequencer {
             clock,
-            heap: BinaryHeap::new(),
+            held: (0..sources).map(|_| Held::default()).collect(),
             identity: Identity::default(),
             workers,
             pending: (0..n).map(|_| Vec::new()).collect(),
@@ -98,11 +100,11 @@ impl Sequencer {
                     .inc();
                 self.dispatch(d.topic, d.event, msg.read_at).await?;
             } else {
-                self.heap.push(Reverse(Pending {
+                self.held[msg.src].push(Pending {
                     order: (ts, d.topic, d.partition, d.offset),
                     event: d.event,
                     read_at: msg.read_at,
-                }));
+                });
             }
         }
         if late > 0 {
@@ -122,8 +124,20 @@ impl Sequencer {
     }
 
     async fn release_to(&mut self, c: Timestamp, read_at: Instant) -> Result<(), WorkerGone> {
-        while self.heap.peek().is_some_and(|p| p.0.order.0 <= c) {
-            let Some(Reverse(p)) = self.heap.pop() else {
+        // A k-way merge of the sources' heads, in (time, topic, partition, offset) order.
+        loop {
+            let mut best: Option<usize> = None;
+            for (i, h) in self.held.iter().enumerate() {
+                let Some(head) = h.0.front() else { continue };
+                if head.order.0 > c {
+                    continue;
+                }
+                if best.is_none_or(|b| head.order < self.held[b].0[0].order) {
+                    best = Some(i);
+                }
+            }
+            let Some(b) = best else { break };
+            let Some(p) = self.held[b].0.pop_front() else {
                 break;
             };
             self.dispatch(p.order.1, p.event, p.read_at).await?;
@@ -144,7 +158,7 @@ impl Sequencer {
     async fn dispatch(
         &mut self,
         topic: Topic,
-        event: Event,
+        event: Box<Event>,
         read_at: Instant,
     ) -> Result<(), WorkerGone> {
         let n = self.workers.len() as u32;
@@ -186,7 +200,7 @@ impl Sequencer {
         if self.pending[w].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.pending[w]);
+        let batch = std::mem::replace(&mut self.pending[w], Vec::with_capacity(1024));
         self.workers[w].send(batch).await.map_err(|_| WorkerGone)
     }
 
@@ -205,6 +219,6 @@ impl Sequencer {
             .unwrap_or(Timestamp::MIN);
         let c = self.clock.advance_to(end);
         self.release_to(c, Instant::now()).await?;
-        Ok(self.heap.len() as u64)
+        Ok(self.held.iter().map(|h| h.0.len() as u64).sum())
     }
 }

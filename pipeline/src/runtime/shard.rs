@@ -22,7 +22,7 @@ pub enum Work {
         /// The resolved key.
         key: String,
         /// The event.
-        event: Event,
+        event: Box<Event>,
         /// When its record was read.
         read_at: Instant,
     },

@@ -27,8 +27,8 @@ pub struct Decoded {
     pub partition: u32,
     /// Its offset.
     pub offset: u64,
-    /// The event.
-    pub event: Event,
+    /// The event, boxed: it moves through several queues and is large.
+    pub event: Box<Event>,
 }
 
 /// What a source hands the sequencer.
@@ -152,7 +152,7 @@ impl Source {
                                 topic: self.topic,
                                 partition: self.partition,
                                 offset,
-                                event,
+                                event: Box::new(event),
                             });
                         } else {
                             dups += 1;
