@@ -23,6 +23,8 @@ pub struct BenchParams {
     pub rate: Option<f64>,
     /// Generator seed.
     pub seed: u64,
+    /// The memory workload: one open cart per customer instead of browsing sessions.
+    pub open_carts: bool,
 }
 
 /// The figures.
@@ -77,12 +79,18 @@ pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchRepor
         bad_ratio: 0.0005,
         duplicate_ratio: 0.0005,
     };
-    let mut records = generate::generate(&params);
-    if p.customers.is_none() && (records.len() as u64) < p.events && !records.is_empty() {
-        params.customers = customers * p.events / records.len() as u64 + 1;
-        records = generate::generate(&params);
-    }
-    records.truncate(p.events.max(1) as usize);
+    let records = if p.open_carts {
+        let n = p.customers.unwrap_or(p.events);
+        generate::open_carts(n, 1.0, p.seed, params.start)
+    } else {
+        let mut records = generate::generate(&params);
+        if p.customers.is_none() && (records.len() as u64) < p.events && !records.is_empty() {
+            params.customers = customers * p.events / records.len() as u64 + 1;
+            records = generate::generate(&params);
+        }
+        records.truncate(p.events.max(1) as usize);
+        records
+    };
     let log = Log::open(dir, cfg.log.clone())?;
     let t = Instant::now();
     let written = generate::write(&log, cfg.transport.partitions, &records)?;
@@ -94,10 +102,13 @@ pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchRepor
         cfg,
         &log,
         RunOptions {
-            mode: Mode::Replay,
+            // Paced runs are a live feed over a finite input: the clock follows what
+            // arrives, as in production; unpaced runs replay in event time.
+            mode: if p.rate.is_some() { Mode::Live } else { Mode::Replay },
             until: None,
             rate: p.rate,
             shutdown,
+            exit_at_end: true,
         },
     )
     .await?;

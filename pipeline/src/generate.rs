@@ -343,6 +343,28 @@ pub fn generate(p: &Params) -> Vec<Record> {
     records
 }
 
+/// The memory workload: every customer opens one cart (two items) within `hours` and
+/// leaves it, so the state holds one open cart per customer at the end.
+pub fn open_carts(customers: u64, hours: f64, seed: u64, start: Timestamp) -> Vec<Record> {
+    let mut rng = Rng(seed ^ 0xCA27);
+    let items = catalog(&mut rng);
+    let span_ms = ((hours * 3_600_000.0) as u64).max(1);
+    let mut out: Vec<Record> = (0..customers)
+        .map(|c| {
+            let user = format!("m-{c:07}");
+            let ts = start.plus(Span::from_millis(rng.below(span_ms) as i64));
+            let (a, b) = (&items[rng.below(items.len() as u64) as usize], &items[rng.below(items.len() as u64) as usize]);
+            let v = json!({"message_id": format!("oc-{c}"), "type": "add_to_cart", "timestamp": ts.to_string(),
+                "user_id": user, "channel": "app", "cart_id": format!("cart-{c}"), "currency": "CNY",
+                "items": [{"item_id": a.id, "price": money(a.price_cents), "quantity": 1},
+                          {"item_id": b.id, "price": money(b.price_cents), "quantity": 2}]});
+            Record { topic: Topic::Clickstream, key: user, ts, bytes: serde_json::to_vec(&v).unwrap_or_default() }
+        })
+        .collect();
+    out.sort_by_key(|r| r.ts);
+    out
+}
+
 /// Breaks a share of records and redelivers another share, deterministically.
 fn spoil(records: &mut Vec<Record>, p: &Params, rng: &mut Rng) {
     let n = records.len();

@@ -155,6 +155,9 @@ enum Command {
         /// Directory for the log (default: a temporary one, removed afterwards).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Memory workload: one open cart per customer (`--customers`, default `--events`).
+        #[arg(long)]
+        open_carts: bool,
     },
 }
 
@@ -267,6 +270,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     until,
                     rate: None,
                     shutdown,
+                    exit_at_end: false,
                 },
             )
             .await?;
@@ -289,6 +293,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             seed,
             config,
             data_dir,
+            open_carts,
         } => {
             let cfg = load_config(config.as_deref(), None)?;
             let tmp;
@@ -305,6 +310,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 customers,
                 rate,
                 seed,
+                open_carts,
             };
             let r = bench::run(&cfg, &dir, &p).await?;
             let mb = |b: Option<u64>| {
@@ -527,6 +533,7 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
             until: None,
             rate: None,
             shutdown,
+            exit_at_end: false,
         },
     )
     .await;
@@ -681,6 +688,7 @@ async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> anyhow:
             until: None,
             rate: None,
             shutdown,
+            exit_at_end: false,
         },
     )
     .await?;

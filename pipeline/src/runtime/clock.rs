@@ -6,8 +6,9 @@
 //! - Replay: every partition holds the clock until its input is exhausted; no wall time
 //!   is consulted, so a replay is deterministic.
 //! - Live: a partition that has caught up with its input and read nothing for the idle
-//!   timeout stops holding the clock; when every partition is idle the clock follows
-//!   wall time minus the allowed lateness, so timers still fire on a quiet night.
+//!   timeout stops holding the clock (one that never had a record, at once); when every
+//!   partition is idle the clock follows wall time minus the allowed lateness, so timers
+//!   still fire on a quiet night.
 
 use std::time::{Duration, Instant};
 
@@ -120,14 +121,19 @@ impl Clock {
             .enumerate()
             .filter(|(_, p)| match self.mode {
                 Mode::Replay => !p.finished,
+                // A caught-up partition that never had a record has nothing in flight.
                 Mode::Live => {
-                    !(p.caught_up && now.duration_since(p.last_record) >= self.idle_timeout)
+                    !p.finished
+                        && !(p.caught_up
+                            && (p.max_ts.is_none()
+                                || now.duration_since(p.last_record) >= self.idle_timeout))
                 }
             });
         let min = holding.map(|(i, _)| self.watermark(i)).min();
         let next = match (min, self.mode) {
             (Some(m), _) => m,
-            (None, Mode::Live) => wall.minus(self.lateness),
+            (None, Mode::Live) if !self.all_finished() => wall.minus(self.lateness),
+            (None, Mode::Live) => self.clock,
             (None, Mode::Replay) => self.clock,
         };
         self.clock = self.clock.max(next);
@@ -175,6 +181,16 @@ mod tests {
     }
 
     #[test]
+    fn live_partition_without_records_does_not_hold_once_caught_up() {
+        let start = Instant::now();
+        let mut c = Clock::new(Mode::Live, 2, Span::from_secs(5), Duration::from_secs(10), start);
+        c.observe(0, t(100), start);
+        assert_eq!(c.update(start, t(0)), Timestamp::MIN);
+        c.caught_up(1, true);
+        assert_eq!(c.update(start, t(0)), t(95));
+    }
+
+    #[test]
     fn live_idle_partitions_stop_holding_and_wall_time_takes_over() {
         let start = Instant::now();
         let mut c = Clock::new(
@@ -185,9 +201,10 @@ mod tests {
             start,
         );
         c.observe(0, t(100), start);
+        c.observe(1, t(50), start);
+        // Partition 1 has caught up, but only counts as idle after the timeout.
         c.caught_up(1, true);
-        // Partition 1 never had a record, but only counts as idle after the timeout.
-        assert_eq!(c.update(start, t(0)), Timestamp::MIN);
+        assert_eq!(c.update(start, t(0)), t(45));
         let later = start + Duration::from_secs(11);
         assert_eq!(c.update(later, t(0)), t(95));
         c.caught_up(0, true);

@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub rate: Option<f64>,
     /// Flips to true to stop a live run gracefully.
     pub shutdown: watch::Receiver<bool>,
+    /// Live: stop once every source has read all there is (paced benchmarks over a
+    /// finite input), instead of waiting for more.
+    pub exit_at_end: bool,
 }
 
 /// What a run did.
@@ -149,6 +152,7 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
                 rxs.push(rx);
                 let task = s.run(
                     opts.mode,
+                    true,
                     tx,
                     sinks.clone(),
                     stats.clone(),
@@ -184,6 +188,7 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
             for s in sources {
                 let task = s.run(
                     opts.mode,
+                    opts.exit_at_end,
                     tx.clone(),
                     sinks.clone(),
                     stats.clone(),
@@ -200,7 +205,12 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
                 let step = tokio::select! {
                     msg = rx.recv() => match msg {
                         Some(m) => seq.on_msg(m).await,
-                        None => break,
+                        None => {
+                            if opts.exit_at_end {
+                                r = seq.finish(None).await.map(|_| ());
+                            }
+                            break;
+                        }
                     },
                     _ = tick.tick() => seq.release(Instant::now()).await,
                     _ = shutdown.changed() => break,

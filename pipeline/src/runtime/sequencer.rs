@@ -26,7 +26,6 @@ use crate::metrics;
 struct Pending {
     order: (Timestamp, Topic, u32, u64),
     event: Box<Event>,
-    read_at: Instant,
 }
 
 /// One source's held events, kept sorted by `order`. Feeds arrive nearly sorted, so an
@@ -103,7 +102,6 @@ impl Sequencer {
                 self.held[msg.src].push(Pending {
                     order: (ts, d.topic, d.partition, d.offset),
                     event: d.event,
-                    read_at: msg.read_at,
                 });
             }
         }
@@ -140,7 +138,9 @@ impl Sequencer {
             let Some(p) = self.held[b].0.pop_front() else {
                 break;
             };
-            self.dispatch(p.order.1, p.event, p.read_at).await?;
+            // What made this event (and the timers before it) due is the record whose
+            // arrival moved the clock: latency is measured from when it was read.
+            self.dispatch(p.order.1, p.event, read_at).await?;
         }
         if c > self.sent_clock {
             self.sent_clock = c;

@@ -83,6 +83,7 @@ pub async fn run(
                 }
                 Work::Advance { clock, read_at } => {
                     worker.advance(clock, &mut out);
+                    tracing::trace!(%clock, age_ms = read_at.elapsed().as_millis() as u64, "advance");
                     read_at
                 }
                 Work::Merge { from, into } => {

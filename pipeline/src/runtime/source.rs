@@ -87,9 +87,11 @@ pub struct Source {
 
 impl Source {
     /// Reads until the input is exhausted (replay) or shutdown (live).
+    #[allow(clippy::too_many_arguments)]
     pub async fn run(
         mut self,
         mode: Mode,
+        exit_at_end: bool,
         tx: mpsc::Sender<SourceMsg>,
         sinks: Arc<Sinks>,
         stats: Arc<Stats>,
@@ -117,12 +119,12 @@ impl Source {
             let n = self.reader.poll(&mut batch, batch_records, 4 << 20)?;
             if n == 0 {
                 match mode {
-                    Mode::Replay => {
+                    _ if exit_at_end => {
                         let msg = self.msg(Vec::new(), true, true);
                         let _ = tx.send(msg).await;
                         return Ok(());
                     }
-                    Mode::Live => {
+                    Mode::Replay | Mode::Live => {
                         if !announced_caught_up {
                             announced_caught_up = true;
                             if tx.send(self.msg(Vec::new(), true, false)).await.is_err() {
