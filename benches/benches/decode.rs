@@ -15,7 +15,10 @@ fn records() -> Vec<(Topic, Vec<u8>)> {
         bad_ratio: 0.0,
         duplicate_ratio: 0.0,
     };
-    generate(&p).into_iter().map(|r| (r.topic, r.bytes)).collect()
+    generate(&p)
+        .into_iter()
+        .map(|r| (r.topic, r.bytes))
+        .collect()
 }
 
 fn bench(c: &mut Criterion) {

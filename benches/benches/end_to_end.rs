@@ -26,7 +26,9 @@ fn bench(c: &mut Criterion) {
                     seed: 1,
                     open_carts: false,
                 };
-                let r = rt.block_on(run(&Config::default(), dir.path(), &p)).expect("bench run");
+                let r = rt
+                    .block_on(run(&Config::default(), dir.path(), &p))
+                    .expect("bench run");
                 total += std::time::Duration::from_secs_f64(r.replay_secs);
             }
             total

@@ -270,9 +270,9 @@ fn items(wire: Option<Vec<WireItem<'_>>>) -> Result<Vec<Item>, DecodeError> {
             let item_id = present(it.item_id)
                 .ok_or_else(|| at(i, "item_id", Reason::MissingField, "required field".into()))?;
             let price = match it.price {
-                Some(raw) => Some(
-                    parse_money(raw).map_err(|m| at(i, "price", Reason::InvalidMoney, m))?,
-                ),
+                Some(raw) => {
+                    Some(parse_money(raw).map_err(|m| at(i, "price", Reason::InvalidMoney, m))?)
+                }
                 None => None,
             };
             let quantity = match it.quantity {

@@ -49,14 +49,26 @@ impl<'a> Context<'a> {
         self.key
     }
 
-    /// Sets (or moves) this key's timer `tag` to `due`.
+    /// Sets this key's timer `tag` at `due`. The operator remembers `due`: it names the
+    /// timer when moving or cancelling it.
     pub fn set_timer(&mut self, tag: u64, due: Timestamp) {
         self.timers.set(self.op, self.key, tag, due);
     }
 
-    /// Cancels this key's timer `tag`.
-    pub fn cancel_timer(&mut self, tag: u64) {
-        self.timers.cancel(self.op, self.key, tag);
+    /// Cancels this key's timer `tag` that was set at `due`.
+    pub fn cancel_timer(&mut self, tag: u64, due: Timestamp) {
+        self.timers.cancel(self.op, self.key, tag, due);
+    }
+
+    /// Moves this key's timer `tag` from `from` (if armed) to `to`.
+    pub fn move_timer(&mut self, tag: u64, from: Option<Timestamp>, to: Timestamp) {
+        if let Some(f) = from {
+            if f == to {
+                return;
+            }
+            self.cancel_timer(tag, f);
+        }
+        self.set_timer(tag, to);
     }
 
     /// Emits an action.

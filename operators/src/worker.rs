@@ -51,26 +51,55 @@ impl Worker {
 
     /// Advances the clock to `clock`, firing every timer due at or before it.
     pub fn advance(&mut self, clock: Timestamp, out: &mut Vec<Action>) {
-        self.fire(clock, false, out);
-        self.clock = self.clock.max(clock);
+        while !self.advance_some(clock, out, usize::MAX) {}
+    }
+
+    /// Like [`advance`](Self::advance), but stops once `out` holds `max` actions, so a
+    /// clock jump that fires a million timers is written in bounded chunks. Returns true
+    /// when every timer due by `clock` has fired.
+    pub fn advance_some(&mut self, clock: Timestamp, out: &mut Vec<Action>, max: usize) -> bool {
+        let done = self.fire_some(clock, false, out, max);
+        if done {
+            self.clock = self.clock.max(clock);
+        }
+        done
     }
 
     fn fire(&mut self, upto: Timestamp, strict: bool, out: &mut Vec<Action>) {
+        self.fire_some(upto, strict, out, usize::MAX);
+    }
+
+    fn fire_some(
+        &mut self,
+        upto: Timestamp,
+        strict: bool,
+        out: &mut Vec<Action>,
+        max: usize,
+    ) -> bool {
         let start = out.len();
+        let mut done = true;
         while let Some(t) = self.timers.pop_due(upto, strict) {
             let op = &mut self.operators[usize::from(t.op)];
-            let mut ctx = Context::new(t.due, &t.key, t.op, &mut self.timers, out);
+            let mut ctx = Context::new(t.due, t.key.as_str(), t.op, &mut self.timers, out);
             op.on_timer(t.tag, &mut ctx);
+            if out.len() >= max {
+                done = self
+                    .timers
+                    .next_due()
+                    .is_none_or(|d| d > upto || (strict && d == upto));
+                break;
+            }
         }
         self.assign_groups(&mut out[start..]);
+        done
     }
 
     fn assign_groups(&self, actions: &mut [Action]) {
         for a in actions {
-            if a.topic == OutputTopic::Notifications {
-                if let Some(c) = &a.customer_id {
-                    a.group = self.holdout.group(c);
-                }
+            if a.topic == OutputTopic::Notifications
+                && let Some(c) = &a.customer_id
+            {
+                a.group = self.holdout.group(c);
             }
         }
     }

@@ -104,7 +104,11 @@ pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchRepor
         RunOptions {
             // Paced runs are a live feed over a finite input: the clock follows what
             // arrives, as in production; unpaced runs replay in event time.
-            mode: if p.rate.is_some() { Mode::Live } else { Mode::Replay },
+            mode: if p.rate.is_some() {
+                Mode::Live
+            } else {
+                Mode::Replay
+            },
             until: None,
             rate: p.rate,
             shutdown,

@@ -493,7 +493,7 @@ async fn consume(
                     if printed >= limit {
                         break;
                     }
-                    out.write_all(&String::from_utf8_lossy(payload).as_bytes())?;
+                    out.write_all(String::from_utf8_lossy(payload).as_bytes())?;
                     out.write_all(b"\n")?;
                     printed += 1;
                 }
@@ -570,7 +570,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

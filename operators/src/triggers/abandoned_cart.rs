@@ -6,6 +6,7 @@
 //! a per-customer `cooldown` between `fired_at`s, and a notified cart that re-arms only
 //! on new activity.
 
+use compact_str::CompactString;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
@@ -61,7 +62,7 @@ pub struct AbandonedCart {
     min_value: Decimal,
     channel: String,
     template: String,
-    customers: FxHashMap<String, Customer>,
+    customers: FxHashMap<CompactString, Customer>,
 }
 
 /// One customer's carts and cooldown.
@@ -69,25 +70,27 @@ pub struct AbandonedCart {
 struct Customer {
     carts: Vec<Cart>,
     last_fired: Option<Timestamp>,
-    anonymous_id: Option<String>,
+    anonymous_id: Option<CompactString>,
 }
 
 #[derive(Debug)]
 struct Cart {
     /// `cart_id`, or the customer key for the default cart.
-    id: String,
+    id: CompactString,
     /// Whether `id` is a real `cart_id` (else the default cart, renamed on merge).
     named: bool,
     lines: Vec<Line>,
-    currency: Option<String>,
+    currency: Option<CompactString>,
     first_activity: Timestamp,
     last_activity: Timestamp,
     notified: bool,
+    /// The instant its deadline timer is set at, while one is.
+    armed: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
 struct Line {
-    item_id: String,
+    item_id: CompactString,
     price: Decimal,
     quantity: u64,
 }
@@ -112,11 +115,14 @@ impl Cart {
                     line.price = p;
                 }
             }
-            None => self.lines.push(Line {
-                item_id: item_id.to_owned(),
-                price: price.unwrap_or_default(),
-                quantity,
-            }),
+            None => push_exact(
+                &mut self.lines,
+                Line {
+                    item_id: item_id.into(),
+                    price: price.unwrap_or_default(),
+                    quantity,
+                },
+            ),
         }
     }
 
@@ -129,6 +135,15 @@ impl Cart {
             }
         }
     }
+}
+
+/// Pushes without `Vec`'s growth to 4: a million customers mostly have one cart of a
+/// few lines, and spare capacity would be most of their memory.
+fn push_exact<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact(1);
+    }
+    v.push(x);
 }
 
 impl AbandonedCart {
@@ -162,35 +177,39 @@ impl AbandonedCart {
             return;
         }
         if !self.customers.contains_key(key) {
-            self.customers.insert(key.to_owned(), Customer::default());
+            self.customers.insert(key.into(), Customer::default());
         }
         let Some(customer) = self.customers.get_mut(key) else {
             return;
         };
-        if let Some(a) = &event.anonymous_id {
-            if customer.anonymous_id.as_ref() != Some(a) {
-                customer.anonymous_id = Some(a.clone());
-            }
+        if let Some(a) = &event.anonymous_id
+            && customer.anonymous_id.as_deref() != Some(a.as_str())
+        {
+            customer.anonymous_id = Some(a.into());
         }
         let idx = match customer.carts.iter().position(|c| c.id == id) {
             Some(i) => i,
             None => {
-                customer.carts.push(Cart {
-                    id: id.to_owned(),
-                    named: cart_id.is_some(),
-                    lines: Vec::new(),
-                    currency: None,
-                    first_activity: ts,
-                    last_activity: ts,
-                    notified: false,
-                });
+                push_exact(
+                    &mut customer.carts,
+                    Cart {
+                        id: id.into(),
+                        named: cart_id.is_some(),
+                        lines: Vec::new(),
+                        currency: None,
+                        first_activity: ts,
+                        last_activity: ts,
+                        notified: false,
+                        armed: None,
+                    },
+                );
                 customer.carts.len() - 1
             }
         };
         let cart = &mut customer.carts[idx];
         if let Some((change, is_add)) = change {
-            if change.currency.is_some() {
-                cart.currency.clone_from(&change.currency);
+            if let Some(c) = &change.currency {
+                cart.currency = Some(c.into());
             }
             for item in &change.items {
                 if is_add {
@@ -203,8 +222,9 @@ impl AbandonedCart {
         cart.first_activity = cart.first_activity.min(ts);
         cart.last_activity = cart.last_activity.max(ts);
         cart.notified = false;
-        let (tag, due) = (cart.tag(), cart.last_activity.plus(self.delay));
-        ctx.set_timer(tag, due);
+        let due = cart.last_activity.plus(self.delay);
+        ctx.move_timer(cart.tag(), cart.armed, due);
+        cart.armed = Some(due);
     }
 
     fn purchase(&mut self, cart_id: Option<&str>, ts: Timestamp, ctx: &mut Context<'_>) {
@@ -216,8 +236,8 @@ impl AbandonedCart {
                 Some(id) => cart.id == id,
                 None => cart.first_activity <= ts,
             };
-            if exits {
-                ctx.cancel_timer(cart.tag());
+            if let (true, Some(due)) = (exits, cart.armed) {
+                ctx.cancel_timer(cart.tag(), due);
             }
             !exits
         });
@@ -250,21 +270,22 @@ impl Operator for AbandonedCart {
 
     fn on_timer(&mut self, tag: u64, ctx: &mut Context<'_>) {
         let due = ctx.now();
-        let key = ctx.key().to_owned();
-        let Some(customer) = self.customers.get_mut(&key) else {
+        let key = ctx.key();
+        let Some(customer) = self.customers.get_mut(key) else {
             return;
         };
         let Some(idx) = customer.carts.iter().position(|c| c.tag() == tag) else {
             return;
         };
         let cart = &mut customer.carts[idx];
-        if cart.notified || cart.last_activity.plus(self.delay) != due {
+        if cart.armed != Some(due) {
             return;
         }
+        cart.armed = None;
         if cart.lines.is_empty() {
             customer.carts.remove(idx);
             if customer.carts.is_empty() && customer.last_fired.is_none() {
-                self.customers.remove(&key);
+                self.customers.remove(key);
             }
             return;
         }
@@ -284,7 +305,7 @@ impl Operator for AbandonedCart {
         let items: Vec<_> = cart
             .lines
             .iter()
-            .map(|l| json!({"item_id": l.item_id, "price": l.price.to_string(), "quantity": l.quantity}))
+            .map(|l| json!({"item_id": l.item_id.as_str(), "price": l.price.to_string(), "quantity": l.quantity}))
             .collect();
         let reason = format!(
             "cart {} idle {}, value {}{}",
@@ -297,8 +318,8 @@ impl Operator for AbandonedCart {
             action_id: action_id(NAME, RULE_VERSION, &cart.id, due),
             trigger: NAME.to_owned(),
             rule_version: RULE_VERSION.to_owned(),
-            customer_id: Some(key),
-            anonymous_id: customer.anonymous_id.clone(),
+            customer_id: Some(key.to_owned()),
+            anonymous_id: customer.anonymous_id.as_ref().map(|a| a.to_string()),
             store_id: None,
             channel: self.channel.clone(),
             template: self.template.clone(),
@@ -307,7 +328,7 @@ impl Operator for AbandonedCart {
             group: Group::Treatment,
             reason,
             payload: json!({
-                "cart_id": cart.id,
+                "cart_id": cart.id.as_str(),
                 "value": value.to_string(),
                 "currency": currency,
                 "items": items,
@@ -319,9 +340,11 @@ impl Operator for AbandonedCart {
     }
 
     fn export(&mut self, ctx: &mut Context<'_>) -> Option<KeyState> {
-        let customer = self.customers.remove(ctx.key())?;
-        for cart in &customer.carts {
-            ctx.cancel_timer(cart.tag());
+        let mut customer = self.customers.remove(ctx.key())?;
+        for cart in &mut customer.carts {
+            if let Some(due) = cart.armed.take() {
+                ctx.cancel_timer(cart.tag(), due);
+            }
         }
         Some(Box::new(customer))
     }
@@ -330,15 +353,15 @@ impl Operator for AbandonedCart {
         let Ok(from) = state.downcast::<Customer>() else {
             return;
         };
-        let key = ctx.key().to_owned();
-        let into = self.customers.entry(key.clone()).or_default();
+        let key = ctx.key();
+        let into = self.customers.entry(key.into()).or_default();
         into.last_fired = into.last_fired.max(from.last_fired);
         if from.anonymous_id.is_some() {
             into.anonymous_id = from.anonymous_id;
         }
         for mut cart in from.carts {
             if !cart.named {
-                cart.id.clone_from(&key);
+                cart.id = key.into();
             }
             match into.carts.iter_mut().find(|c| c.id == cart.id) {
                 Some(existing) => {
@@ -357,8 +380,10 @@ impl Operator for AbandonedCart {
                 None => into.carts.push(cart),
             }
         }
-        for cart in into.carts.iter().filter(|c| !c.notified) {
-            ctx.set_timer(cart.tag(), cart.last_activity.plus(self.delay));
+        for cart in into.carts.iter_mut().filter(|c| !c.notified) {
+            let due = cart.last_activity.plus(self.delay);
+            ctx.move_timer(cart.tag(), cart.armed, due);
+            cart.armed = Some(due);
         }
     }
 

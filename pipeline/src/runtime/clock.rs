@@ -183,7 +183,13 @@ mod tests {
     #[test]
     fn live_partition_without_records_does_not_hold_once_caught_up() {
         let start = Instant::now();
-        let mut c = Clock::new(Mode::Live, 2, Span::from_secs(5), Duration::from_secs(10), start);
+        let mut c = Clock::new(
+            Mode::Live,
+            2,
+            Span::from_secs(5),
+            Duration::from_secs(10),
+            start,
+        );
         c.observe(0, t(100), start);
         assert_eq!(c.update(start, t(0)), Timestamp::MIN);
         c.caught_up(1, true);

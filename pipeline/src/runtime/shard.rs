@@ -56,6 +56,44 @@ pub enum Work {
     },
 }
 
+/// Actions a worker holds before writing them.
+const CHUNK: usize = 4096;
+
+/// Writes `out` (each action with the read time of what made it due) and records metrics.
+fn emit(
+    sinks: &Sinks,
+    stats: &Stats,
+    out: &mut Vec<Action>,
+    read_ats: &mut Vec<Instant>,
+    buf: &mut Vec<u8>,
+    latencies: &mut Vec<u32>,
+) -> Result<(), LogError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let m = metrics::get();
+    sinks.write_actions(out, buf)?;
+    latencies.clear();
+    // Actions already in the output (a replay over the same log) are not new.
+    for (a, t) in out
+        .iter()
+        .zip(read_ats.iter())
+        .filter(|(a, _)| a.emitted_at.is_some())
+    {
+        let secs = t.elapsed().as_secs_f64();
+        m.latency.observe(secs);
+        m.actions
+            .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
+            .inc();
+        latencies.push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
+    }
+    out.retain(|a| a.emitted_at.is_some());
+    stats.actions(out, latencies);
+    out.clear();
+    read_ats.clear();
+    Ok(())
+}
+
 /// Runs one partition worker until the sequencer hangs up.
 pub async fn run(
     mut worker: Worker,
@@ -82,7 +120,18 @@ pub async fn run(
                     read_at
                 }
                 Work::Advance { clock, read_at } => {
-                    worker.advance(clock, &mut out);
+                    // A big clock jump fires many timers: write them in bounded chunks.
+                    while !worker.advance_some(clock, &mut out, CHUNK) {
+                        read_ats.resize(out.len(), read_at);
+                        emit(
+                            &sinks,
+                            &stats,
+                            &mut out,
+                            &mut read_ats,
+                            &mut buf,
+                            &mut latencies,
+                        )?;
+                    }
                     tracing::trace!(%clock, age_ms = read_at.elapsed().as_millis() as u64, "advance");
                     read_at
                 }
@@ -103,27 +152,14 @@ pub async fn run(
             };
             read_ats.resize(read_ats.len() + (out.len() - before), read_at);
         }
-        if !out.is_empty() {
-            sinks.write_actions(&mut out, &mut buf)?;
-            latencies.clear();
-            // Actions already in the output (a replay over the same log) are not new.
-            for (a, t) in out
-                .iter()
-                .zip(&read_ats)
-                .filter(|(a, _)| a.emitted_at.is_some())
-            {
-                let secs = t.elapsed().as_secs_f64();
-                m.latency.observe(secs);
-                m.actions
-                    .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
-                    .inc();
-                latencies.push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
-            }
-            out.retain(|a| a.emitted_at.is_some());
-            stats.actions(&out, &latencies);
-            out.clear();
-            read_ats.clear();
-        }
+        emit(
+            &sinks,
+            &stats,
+            &mut out,
+            &mut read_ats,
+            &mut buf,
+            &mut latencies,
+        )?;
         let timers = worker.timers_pending() as i64;
         m.timers_pending.add(timers - last_timers);
         last_timers = timers;
