@@ -709,7 +709,14 @@ async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> anyhow:
         }
     }
     let d = data_dir.display();
-    writeln!(out, "\n  look at the output:")?;
+    if let Ok(exe) = std::env::current_exe() {
+        let shown = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or(exe);
+        writeln!(out, "\n  footfall is {} (or: cargo install --path pipeline)", shown.display())?;
+    }
+    writeln!(out, "  look at the output:")?;
     writeln!(
         out,
         "    footfall consume --data-dir {d} --topic notifications --from-beginning --max 5"
