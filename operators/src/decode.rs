@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::event::{
-    CartChange, Event, EventKind, Item, Lot, Profile, Store, Topic, Transaction, Weather,
+    CartChange, Event, EventKind, Item, Lot, Profile, Store, Str, Topic, Transaction, Weather,
 };
 use crate::money::parse_money;
 use crate::time::{Span, Timestamp};
@@ -112,24 +112,24 @@ fn err(reason: Reason, message: impl Into<String>) -> DecodeError {
 /// Every field any topic may carry; validation per topic and type happens after.
 #[derive(Deserialize)]
 struct Wire<'a> {
-    message_id: Option<String>,
+    message_id: Option<Str>,
     #[serde(rename = "type", borrow)]
     kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     timestamp: Option<Cow<'a, str>>,
-    user_id: Option<String>,
-    anonymous_id: Option<String>,
-    channel: Option<String>,
-    store_id: Option<String>,
-    cart_id: Option<String>,
-    currency: Option<String>,
-    query: Option<String>,
+    user_id: Option<Str>,
+    anonymous_id: Option<Str>,
+    channel: Option<Str>,
+    store_id: Option<Str>,
+    cart_id: Option<Str>,
+    currency: Option<Str>,
+    query: Option<Str>,
     #[serde(borrow)]
     items: Option<Vec<WireItem<'a>>>,
     lat: Option<f64>,
     lon: Option<f64>,
     accuracy_m: Option<f64>,
-    transaction_id: Option<String>,
+    transaction_id: Option<Str>,
     #[serde(borrow)]
     value: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -138,33 +138,33 @@ struct Wire<'a> {
     shipping: Option<&'a RawValue>,
     #[serde(borrow)]
     discount: Option<&'a RawValue>,
-    coupon: Option<String>,
-    payment_type: Option<String>,
-    reason: Option<String>,
-    birthday: Option<String>,
-    timezone: Option<String>,
-    home_store_id: Option<String>,
-    tier: Option<String>,
+    coupon: Option<Str>,
+    payment_type: Option<Str>,
+    reason: Option<Str>,
+    birthday: Option<Str>,
+    timezone: Option<Str>,
+    home_store_id: Option<Str>,
+    tier: Option<Str>,
     consent: Option<BTreeMap<String, bool>>,
-    email_sha256: Option<String>,
-    phone_sha256: Option<String>,
-    item_id: Option<String>,
-    item_category: Option<String>,
-    lot_id: Option<String>,
+    email_sha256: Option<Str>,
+    phone_sha256: Option<Str>,
+    item_id: Option<Str>,
+    item_category: Option<Str>,
+    lot_id: Option<Str>,
     on_hand: Option<i64>,
     #[serde(borrow)]
     price: Option<&'a RawValue>,
-    expires_at: Option<String>,
-    region: Option<String>,
+    expires_at: Option<Str>,
+    region: Option<Str>,
     temp_c: Option<f64>,
-    condition: Option<String>,
+    condition: Option<Str>,
 }
 
 #[derive(Deserialize)]
 struct WireItem<'a> {
-    item_id: Option<String>,
-    item_name: Option<String>,
-    item_category: Option<String>,
+    item_id: Option<Str>,
+    item_name: Option<Str>,
+    item_category: Option<Str>,
     #[serde(borrow)]
     price: Option<&'a RawValue>,
     quantity: Option<i64>,
@@ -223,11 +223,11 @@ fn json_error(text: &str, e: serde_json::Error) -> DecodeError {
 }
 
 /// Treats an empty string as absent: no id, name or code is meaningfully "".
-fn present(s: Option<String>) -> Option<String> {
+fn present(s: Option<Str>) -> Option<Str> {
     s.filter(|s| !s.is_empty())
 }
 
-fn required(field: &str, s: Option<String>) -> Result<String, DecodeError> {
+fn required(field: &str, s: Option<Str>) -> Result<Str, DecodeError> {
     present(s).ok_or_else(|| err(Reason::MissingField, format!("{field}: required field")))
 }
 

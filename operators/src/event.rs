@@ -4,9 +4,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use compact_str::CompactString;
 use rust_decimal::Decimal;
 
 use crate::time::Timestamp;
+
+/// A short string kept inline (ids, codes, names up to 24 bytes need no allocation).
+pub type Str = CompactString;
 
 /// An input topic. Declared in name order, so `Ord` is the spec's tie-break order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,17 +79,17 @@ impl FromStr for Topic {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Event {
     /// Unique per event; the dedupe key for redelivered input.
-    pub message_id: String,
+    pub message_id: Str,
     /// Event time.
     pub timestamp: Timestamp,
     /// Member / account id (a hard id).
-    pub user_id: Option<String>,
+    pub user_id: Option<Str>,
     /// Device or cookie id (a soft id).
-    pub anonymous_id: Option<String>,
+    pub anonymous_id: Option<Str>,
     /// `web`, `app`, `mini_program`, `pos`, `call_center`.
-    pub channel: Option<String>,
+    pub channel: Option<Str>,
     /// The store, where the event names one.
-    pub store_id: Option<String>,
+    pub store_id: Option<Str>,
     /// The typed body.
     pub kind: EventKind,
 }
@@ -97,7 +101,7 @@ impl Event {
     /// what a producer that knows no links routes by.
     pub fn raw_customer_key(&self) -> Option<String> {
         match (&self.user_id, &self.anonymous_id) {
-            (Some(u), _) => Some(u.clone()),
+            (Some(u), _) => Some(u.to_string()),
             (None, Some(a)) => Some(anon_key(a)),
             (None, None) => None,
         }
@@ -111,7 +115,10 @@ impl Event {
 
 /// The customer key of an anonymous id nobody has claimed yet.
 pub fn anon_key(anonymous_id: &str) -> String {
-    format!("anon:{anonymous_id}")
+    let mut k = String::with_capacity(5 + anonymous_id.len());
+    k.push_str("anon:");
+    k.push_str(anonymous_id);
+    k
 }
 
 /// An event's typed body, one variant per `type`.
@@ -127,17 +134,17 @@ pub enum EventKind {
     /// `search`.
     Search {
         /// The search terms.
-        query: Option<String>,
+        query: Option<Str>,
     },
     /// `view_cart`: cart activity.
     ViewCart {
         /// The cart, else the customer's default cart.
-        cart_id: Option<String>,
+        cart_id: Option<Str>,
     },
     /// `begin_checkout`: cart activity.
     BeginCheckout {
         /// The cart, else the customer's default cart.
-        cart_id: Option<String>,
+        cart_id: Option<Str>,
     },
     /// `add_to_cart`.
     AddToCart(CartChange),
@@ -198,11 +205,11 @@ impl EventKind {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
     /// The item (SKU).
-    pub item_id: String,
+    pub item_id: Str,
     /// Display name.
-    pub item_name: Option<String>,
+    pub item_name: Option<Str>,
     /// Category, e.g. `dairy`.
-    pub item_category: Option<String>,
+    pub item_category: Option<Str>,
     /// Unit price.
     pub price: Option<Decimal>,
     /// A positive integer, default 1.
@@ -213,9 +220,9 @@ pub struct Item {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CartChange {
     /// The cart, else the customer's default cart.
-    pub cart_id: Option<String>,
+    pub cart_id: Option<Str>,
     /// ISO 4217 code.
-    pub currency: Option<String>,
+    pub currency: Option<Str>,
     /// What was added or removed.
     pub items: Vec<Item>,
 }
@@ -224,11 +231,11 @@ pub struct CartChange {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Transaction {
     /// The order.
-    pub transaction_id: String,
+    pub transaction_id: Str,
     /// The cart it checked out, where known.
-    pub cart_id: Option<String>,
+    pub cart_id: Option<Str>,
     /// ISO 4217 code.
-    pub currency: Option<String>,
+    pub currency: Option<Str>,
     /// Total paid (or refunded).
     pub value: Option<Decimal>,
     /// Tax.
@@ -238,49 +245,49 @@ pub struct Transaction {
     /// Discount.
     pub discount: Option<Decimal>,
     /// Coupon code.
-    pub coupon: Option<String>,
+    pub coupon: Option<Str>,
     /// Payment type.
-    pub payment_type: Option<String>,
+    pub payment_type: Option<Str>,
     /// Line items.
     pub items: Vec<Item>,
     /// Why it was refunded.
-    pub reason: Option<String>,
+    pub reason: Option<Str>,
 }
 
 /// The body of `profile`. `None` means "keep the earlier value".
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Profile {
     /// `YYYY-MM-DD` or `--MM-DD`.
-    pub birthday: Option<String>,
+    pub birthday: Option<Str>,
     /// IANA zone name.
-    pub timezone: Option<String>,
+    pub timezone: Option<Str>,
     /// The customer's home store.
-    pub home_store_id: Option<String>,
+    pub home_store_id: Option<Str>,
     /// Loyalty tier.
-    pub tier: Option<String>,
+    pub tier: Option<Str>,
     /// Channel → consent.
     pub consent: Option<BTreeMap<String, bool>>,
     /// SHA-256 of the e-mail address.
-    pub email_sha256: Option<String>,
+    pub email_sha256: Option<Str>,
     /// SHA-256 of the phone number.
-    pub phone_sha256: Option<String>,
+    pub phone_sha256: Option<Str>,
 }
 
 /// The body of `stock`: one lot.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lot {
     /// The item (SKU).
-    pub item_id: String,
+    pub item_id: Str,
     /// Category.
-    pub item_category: Option<String>,
+    pub item_category: Option<Str>,
     /// The lot.
-    pub lot_id: String,
+    pub lot_id: Str,
     /// Units on hand.
     pub on_hand: u64,
     /// Current shelf price.
     pub price: Option<Decimal>,
     /// ISO 4217 code.
-    pub currency: Option<String>,
+    pub currency: Option<Str>,
     /// Best-before.
     pub expires_at: Option<Timestamp>,
 }
@@ -293,18 +300,18 @@ pub struct Store {
     /// WGS84 longitude.
     pub lon: f64,
     /// IANA zone name.
-    pub timezone: Option<String>,
+    pub timezone: Option<Str>,
     /// Region, for regional weather.
-    pub region: Option<String>,
+    pub region: Option<Str>,
 }
 
 /// The body of `weather`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Weather {
     /// The region, when the observation is regional rather than per store.
-    pub region: Option<String>,
+    pub region: Option<Str>,
     /// Temperature, °C.
     pub temp_c: f64,
     /// `clear`, `clouds`, `rain`, `snow`, `storm`, `fog`.
-    pub condition: String,
+    pub condition: Str,
 }

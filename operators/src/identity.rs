@@ -7,23 +7,23 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::event::{Event, EventKind, Topic, anon_key};
+use crate::event::{Event, EventKind, Str, Topic};
 use crate::time::Timestamp;
 
 /// A merge of one key's state into another's, caused by an `identify`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Merge {
     /// The anonymous key whose state moves (`anon:<anonymous_id>`).
-    pub from: String,
+    pub from: Str,
     /// The surviving customer key.
-    pub into: String,
+    pub into: Str,
 }
 
 /// Where an event goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resolved {
     /// The key that owns the event's effect on state.
-    pub key: String,
+    pub key: Str,
     /// A merge to perform before the event is applied.
     pub merge: Option<Merge>,
 }
@@ -31,12 +31,20 @@ pub struct Resolved {
 /// The anonymous-id → customer links seen so far.
 #[derive(Default)]
 pub struct Identity {
-    links: FxHashMap<String, Link>,
+    links: FxHashMap<Str, Link>,
 }
 
 struct Link {
-    user_id: String,
+    user_id: Str,
     since: Timestamp,
+}
+
+/// `anon:<anonymous_id>`, inline when short.
+fn anon(anonymous_id: &str) -> Str {
+    let mut k = Str::with_capacity(5 + anonymous_id.len());
+    k.push_str("anon:");
+    k.push_str(anonymous_id);
+    k
 }
 
 impl Identity {
@@ -46,7 +54,7 @@ impl Identity {
             let key = match (&ev.store_id, &ev.kind) {
                 (Some(s), _) => s.clone(),
                 (None, EventKind::Weather(w)) => w.region.clone().unwrap_or_default(),
-                (None, _) => String::new(),
+                (None, _) => Str::default(),
             };
             return Resolved { key, merge: None };
         }
@@ -54,7 +62,7 @@ impl Identity {
             (&ev.kind, &ev.user_id, &ev.anonymous_id)
         {
             let fresh = match self.links.get_mut(anon) {
-                Some(link) if &link.user_id == user => {
+                Some(link) if link.user_id == *user => {
                     link.since = link.since.min(ev.timestamp);
                     false
                 }
@@ -78,7 +86,7 @@ impl Identity {
             return Resolved {
                 key: user.clone(),
                 merge: fresh.then(|| Merge {
-                    from: anon_key(anon),
+                    from: self::anon(anon),
                     into: user.clone(),
                 }),
             };
@@ -87,9 +95,9 @@ impl Identity {
             (Some(u), _) => u.clone(),
             (None, Some(a)) => match self.links.get(a) {
                 Some(link) if ev.timestamp >= link.since => link.user_id.clone(),
-                _ => anon_key(a),
+                _ => self::anon(a),
             },
-            (None, None) => String::new(),
+            (None, None) => Str::default(),
         };
         Resolved { key, merge: None }
     }

@@ -714,7 +714,11 @@ async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> anyhow:
             .ok()
             .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
             .unwrap_or(exe);
-        writeln!(out, "\n  footfall is {} (or: cargo install --path pipeline)", shown.display())?;
+        writeln!(
+            out,
+            "\n  footfall is {} (or: cargo install --path pipeline)",
+            shown.display()
+        )?;
     }
     writeln!(out, "  look at the output:")?;
     writeln!(

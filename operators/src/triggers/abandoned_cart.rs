@@ -185,7 +185,7 @@ impl AbandonedCart {
         if let Some(a) = &event.anonymous_id
             && customer.anonymous_id.as_deref() != Some(a.as_str())
         {
-            customer.anonymous_id = Some(a.into());
+            customer.anonymous_id = Some(a.clone());
         }
         let idx = match customer.carts.iter().position(|c| c.id == id) {
             Some(i) => i,
@@ -209,7 +209,7 @@ impl AbandonedCart {
         let cart = &mut customer.carts[idx];
         if let Some((change, is_add)) = change {
             if let Some(c) = &change.currency {
-                cart.currency = Some(c.into());
+                cart.currency = Some(c.clone());
             }
             for item in &change.items {
                 if is_add {

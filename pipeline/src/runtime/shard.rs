@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use footfall_operators::action::Action;
-use footfall_operators::event::Event;
+use footfall_operators::event::{Event, Str};
 use footfall_operators::time::Timestamp;
 use footfall_operators::worker::{KeyStates, Worker};
 use tokio::sync::{mpsc, oneshot};
@@ -20,7 +20,7 @@ pub enum Work {
     /// Apply an event to `key`.
     Event {
         /// The resolved key.
-        key: String,
+        key: Str,
         /// The event.
         event: Box<Event>,
         /// When its record was read.
@@ -36,21 +36,21 @@ pub enum Work {
     /// Move `from`'s state into `into`; both are this worker's.
     Merge {
         /// The key whose state moves.
-        from: String,
+        from: Str,
         /// The surviving key.
-        into: String,
+        into: Str,
     },
     /// Hand `key`'s state to another worker.
     Export {
         /// The key whose state moves.
-        key: String,
+        key: Str,
         /// Where it goes.
         reply: oneshot::Sender<KeyStates>,
     },
     /// Merge state exported by another worker into `key`.
     Import {
         /// The surviving key.
-        key: String,
+        key: Str,
         /// The state, once the exporting worker has sent it.
         states: oneshot::Receiver<KeyStates>,
     },
