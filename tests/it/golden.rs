@@ -82,3 +82,51 @@ fn abandoned_carts_and_dead_letters_match_expected() {
     assert_eq!(consume(dir, "notifications").len(), notifications.len());
     assert_eq!(consume(dir, "deadletter").len(), dead.len());
 }
+
+/// An `identify` whose anonymous key and customer key hash to different workers still
+/// merges the anonymous cart into the customer's, and later anonymous events follow.
+#[test]
+fn identify_across_workers_moves_the_cart() {
+    use footfall_operators::key::partition_for;
+    let user = "m-cross";
+    let anon = (0..)
+        .map(|i| format!("dev-{i}"))
+        .find(|a| partition_for(&format!("anon:{a}"), 4) != partition_for(user, 4))
+        .unwrap();
+    let clicks = format!(
+        concat!(
+            r#"{{"message_id":"x1","type":"add_to_cart","timestamp":"2026-11-20T10:00:00Z","anonymous_id":"{a}","cart_id":"cart-x","currency":"EUR","items":[{{"item_id":"a","price":"2.50","quantity":2}}]}}"#,
+            "\n",
+            r#"{{"message_id":"x2","type":"identify","timestamp":"2026-11-20T10:05:00Z","anonymous_id":"{a}","user_id":"{u}"}}"#,
+            "\n",
+            r#"{{"message_id":"x3","type":"add_to_cart","timestamp":"2026-11-20T10:10:00Z","anonymous_id":"{a}","cart_id":"cart-x","currency":"EUR","items":[{{"item_id":"b","price":"1.00"}}]}}"#,
+            "\n",
+        ),
+        a = anon,
+        u = user
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    footfall_ok(
+        &["produce", "--data-dir", path(dir), "--topic", "clickstream"],
+        Some(clicks.as_bytes()),
+    );
+    footfall_ok(
+        &[
+            "replay",
+            "--data-dir",
+            path(dir),
+            "--until",
+            "2026-11-20T12:00:00Z",
+        ],
+        None,
+    );
+    let actions = consume(dir, "notifications");
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    let a = &actions[0];
+    assert_eq!(a["customer_id"], user);
+    assert_eq!(a["anonymous_id"], anon.as_str());
+    assert_eq!(a["payload"]["cart_id"], "cart-x");
+    assert_eq!(a["payload"]["value"], "6.00");
+    assert_eq!(a["fired_at"], "2026-11-20T10:40:00Z");
+}
