@@ -27,34 +27,48 @@ pub struct Fired {
 #[derive(Default)]
 pub struct TimerService {
     queue: BTreeSet<(Timestamp, u16, CompactString, u64)>,
+    earliest: Option<Timestamp>,
 }
 
 impl TimerService {
     /// Sets the timer `(op, key, tag)` at `due`.
     pub fn set(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) {
         self.queue.insert((due, op, CompactString::from(key), tag));
+        self.earliest = Some(self.earliest.map_or(due, |e| e.min(due)));
     }
 
     /// Cancels the timer `(op, key, tag)` set at `due`; false if there was none.
     pub fn cancel(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) -> bool {
-        self.queue.remove(&(due, op, CompactString::from(key), tag))
+        let removed = self.queue.remove(&(due, op, CompactString::from(key), tag));
+        if removed && self.earliest == Some(due) {
+            self.earliest = self.queue.first().map(|t| t.0);
+        }
+        removed
     }
 
     /// Removes and returns the earliest timer due at or before `upto` (strictly before, when
     /// `strict`), if any.
     pub fn pop_due(&mut self, upto: Timestamp, strict: bool) -> Option<Fired> {
+        // The common case (nothing due) answers from the cached earliest instant.
+        if self
+            .earliest
+            .is_none_or(|e| e > upto || (strict && e == upto))
+        {
+            return None;
+        }
         let first = self.queue.first()?;
         let due = first.0;
         if due > upto || (strict && due == upto) {
             return None;
         }
         let (due, op, key, tag) = self.queue.pop_first()?;
+        self.earliest = self.queue.first().map(|t| t.0);
         Some(Fired { due, op, key, tag })
     }
 
     /// The earliest pending instant.
     pub fn next_due(&self) -> Option<Timestamp> {
-        self.queue.first().map(|t| t.0)
+        self.earliest
     }
 
     /// How many timers are pending.

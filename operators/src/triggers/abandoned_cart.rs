@@ -172,16 +172,19 @@ impl AbandonedCart {
         let id = cart_id.unwrap_or(key);
         let is_add = matches!(change, Some((_, true)));
         // Only an add opens a cart; viewing or removing from nothing is no cart.
-        let has_cart = |c: &Customer| c.carts.iter().any(|c| c.id == id);
-        if !is_add && !self.customers.get(key).is_some_and(has_cart) {
-            return;
-        }
+        // One lookup on the hot path (the customer exists); an insert only for a first add.
         if !self.customers.contains_key(key) {
+            if !is_add {
+                return;
+            }
             self.customers.insert(key.into(), Customer::default());
         }
         let Some(customer) = self.customers.get_mut(key) else {
             return;
         };
+        if !is_add && !customer.carts.iter().any(|c| c.id == id) {
+            return;
+        }
         if let Some(a) = &event.anonymous_id
             && customer.anonymous_id.as_deref() != Some(a.as_str())
         {

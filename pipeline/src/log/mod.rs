@@ -216,6 +216,17 @@ impl Log {
         PartitionReader::open(self, topic, partition, offset)
     }
 
+    /// Bytes stored for `topic`/`partition` (a cheap size hint: no file is read).
+    pub fn stored_bytes(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
+        let dir = self.partition_dir(topic, partition);
+        let mut total = 0;
+        for b in segments(&dir)? {
+            let p = dir.join(segment::file_name(b));
+            total += fs::metadata(&p).map_err(io("stat", &p))?.len();
+        }
+        Ok(total)
+    }
+
     /// The offset after the last complete record of `topic`/`partition`.
     pub fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         let dir = self.partition_dir(topic, partition);

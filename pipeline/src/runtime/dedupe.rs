@@ -17,11 +17,14 @@ pub struct Dedupe {
 const BUCKET_SECS: i64 = 3600;
 
 impl Dedupe {
-    /// Remembers ids for `window_secs` of event time.
-    pub fn new(window_secs: u64) -> Self {
+    /// Remembers ids for `window_secs` of event time, with room for `expected` of them
+    /// up front (growing a large set rehashes and faults in fresh memory each time).
+    pub fn new(window_secs: u64, expected: usize) -> Self {
+        let mut seen = FxHashSet::default();
+        seen.reserve(expected.min(1 << 22));
         Dedupe {
             window_secs: window_secs as i64,
-            seen: FxHashSet::default(),
+            seen,
             buckets: VecDeque::new(),
         }
     }
@@ -63,7 +66,7 @@ mod tests {
 
     #[test]
     fn applies_once_within_the_window() {
-        let mut d = Dedupe::new(86_400);
+        let mut d = Dedupe::new(86_400, 0);
         let t = Timestamp::from_secs(1_000_000_000);
         assert!(d.first_time("a", t));
         assert!(!d.first_time("a", t));

@@ -109,6 +109,8 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
                 reader: log.reader(topic.name(), p, 0)?,
                 batch_records: cfg.runtime.batch_records,
                 dedupe_window_secs: cfg.runtime.dedupe_window_secs,
+                // Records are a few hundred bytes: a size hint for the dedupe set.
+                expected_records: log.stored_bytes(topic.name(), p)? / 256,
             });
         }
     }

@@ -83,6 +83,8 @@ pub struct Source {
     pub batch_records: usize,
     /// Dedupe window, seconds of event time.
     pub dedupe_window_secs: u64,
+    /// About how many records the partition holds.
+    pub expected_records: u64,
 }
 
 impl Source {
@@ -104,7 +106,7 @@ impl Source {
         let dup_counter = m.duplicates.with_label_values(&[topic_name]);
         let part_label = self.partition.to_string();
         let offset_gauge = m.input_offset.with_label_values(&[topic_name, &part_label]);
-        let mut dedupe = Dedupe::new(self.dedupe_window_secs);
+        let mut dedupe = Dedupe::new(self.dedupe_window_secs, self.expected_records as usize);
         let mut batch = Batch::default();
         let mut announced_caught_up = false;
         let batch_records = if pacer.is_some() {
