@@ -398,7 +398,17 @@ impl PartitionWriter {
             Fsync::Never => false,
         };
         if due && self.unsynced {
-            self.sync()?;
+            if self.cfg.fsync == Fsync::Always {
+                self.sync()?;
+            } else {
+                // Off the caller's thread: an fsync can take milliseconds, and the caller is
+                // a runtime thread that other partitions' work is waiting on.
+                let path = self.segment_path();
+                let handle = self.file.try_clone().map_err(io("dup", &path))?;
+                background_sync(handle);
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
         }
         Ok(())
     }
@@ -462,6 +472,28 @@ impl Drop for PartitionWriter {
             warn!(topic = %self.topic, partition = self.partition, error = %e, "log flush on close failed");
         }
     }
+}
+
+/// Queues `file` for an fsync on the background syncer thread (started on first use).
+fn background_sync(file: File) {
+    use std::sync::mpsc::{Sender, channel};
+    use std::sync::{Mutex, OnceLock};
+    static SYNCER: OnceLock<Mutex<Sender<File>>> = OnceLock::new();
+    let tx = SYNCER.get_or_init(|| {
+        let (tx, rx) = channel::<File>();
+        std::thread::Builder::new()
+            .name("footfall-fsync".into())
+            .spawn(move || {
+                for f in rx {
+                    if let Err(e) = f.sync_data() {
+                        warn!(error = %e, "background fsync failed");
+                    }
+                }
+            })
+            .expect("spawn the fsync thread");
+        Mutex::new(tx)
+    });
+    let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(file);
 }
 
 fn new_segment(dir: &Path, base: u64) -> Result<(File, u64), LogError> {
