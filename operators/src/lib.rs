@@ -30,6 +30,8 @@
 //! assert_eq!(actions[0].fired_at.to_string(), "2026-11-20T10:45:00Z");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod config;
 pub mod decode;

@@ -6,7 +6,27 @@
 //!   partition workers (operators, timers) → sinks.
 //! - [`config`]: the config file; [`metrics`]: every Prometheus metric.
 //! - [`generate`]: deterministic synthetic retail traffic; [`bench`]: the end-to-end
-//!   benchmark.
+//!   benchmark; [`server`]: `/metrics`, `/healthz`, `/readyz`.
+//!
+//! Replaying a data directory, as `footfall replay` does:
+//!
+//! ```no_run
+//! use footfall_pipeline::config::Config;
+//! use footfall_pipeline::log::Log;
+//! use footfall_pipeline::runtime::{self, RunOptions, clock::Mode};
+//!
+//! # async fn replay() -> Result<(), Box<dyn std::error::Error>> {
+//! let cfg = Config::default();
+//! let log = Log::open("footfall-data", cfg.log.clone())?;
+//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
+//! let opts = RunOptions { mode: Mode::Replay, until: None, rate: None, shutdown, exit_at_end: false };
+//! let summary = runtime::run(&cfg, &log, opts).await?;
+//! println!("{} events, clock at {}", summary.stats.total_read(), summary.clock);
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod bench;
 pub mod config;

@@ -59,39 +59,50 @@ pub enum Work {
 /// Actions a worker holds before writing them.
 const CHUNK: usize = 4096;
 
-/// Writes `out` (each action with the read time of what made it due) and records metrics.
-fn emit(
-    sinks: &Sinks,
-    stats: &Stats,
-    out: &mut Vec<Action>,
-    read_ats: &mut Vec<Instant>,
-    buf: &mut Vec<u8>,
-    latencies: &mut Vec<u32>,
-) -> Result<(), LogError> {
-    if out.is_empty() {
-        return Ok(());
+/// Actions a worker has produced and not yet written, each with the read time of the
+/// record that made it due.
+struct Pending {
+    sinks: Arc<Sinks>,
+    stats: Arc<Stats>,
+    actions: Vec<Action>,
+    read_ats: Vec<Instant>,
+    buf: Vec<u8>,
+    latencies: Vec<u32>,
+}
+
+impl Pending {
+    /// Attributes the actions not yet attributed to `read_at`.
+    fn mark(&mut self, read_at: Instant) {
+        self.read_ats.resize(self.actions.len(), read_at);
     }
-    let m = metrics::get();
-    sinks.write_actions(out, buf)?;
-    latencies.clear();
-    // Actions already in the output (a replay over the same log) are not new.
-    for (a, t) in out
-        .iter()
-        .zip(read_ats.iter())
-        .filter(|(a, _)| a.emitted_at.is_some())
-    {
-        let secs = t.elapsed().as_secs_f64();
-        m.latency.observe(secs);
-        m.actions
-            .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
-            .inc();
-        latencies.push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
+
+    /// Writes the actions and records their latency and counts.
+    fn emit(&mut self) -> Result<(), LogError> {
+        if self.actions.is_empty() {
+            return Ok(());
+        }
+        let m = metrics::get();
+        self.sinks.write_actions(&mut self.actions, &mut self.buf)?;
+        self.latencies.clear();
+        // Actions already in the output (a replay over the same log) are not new.
+        for (a, t) in self.actions.iter().zip(&self.read_ats) {
+            if a.emitted_at.is_none() {
+                continue;
+            }
+            let secs = t.elapsed().as_secs_f64();
+            m.latency.observe(secs);
+            m.actions
+                .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
+                .inc();
+            self.latencies
+                .push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
+        }
+        self.actions.retain(|a| a.emitted_at.is_some());
+        self.stats.actions(&self.actions, &self.latencies);
+        self.actions.clear();
+        self.read_ats.clear();
+        Ok(())
     }
-    out.retain(|a| a.emitted_at.is_some());
-    stats.actions(out, latencies);
-    out.clear();
-    read_ats.clear();
-    Ok(())
 }
 
 /// Runs one partition worker until the sequencer hangs up.
@@ -102,41 +113,36 @@ pub async fn run(
     stats: Arc<Stats>,
 ) -> Result<Worker, LogError> {
     let m = metrics::get();
-    let mut out: Vec<Action> = Vec::new();
-    let mut read_ats: Vec<Instant> = Vec::new();
-    let mut buf = Vec::with_capacity(4096);
-    let mut latencies = Vec::new();
+    let mut p = Pending {
+        sinks,
+        stats,
+        actions: Vec::new(),
+        read_ats: Vec::new(),
+        buf: Vec::with_capacity(4096),
+        latencies: Vec::new(),
+    };
     let mut last_timers = 0i64;
     while let Some(batch) = rx.recv().await {
         for work in batch {
-            let before = out.len();
             let read_at = match work {
                 Work::Event {
                     key,
                     event,
                     read_at,
                 } => {
-                    worker.on_event(&key, &event, &mut out);
+                    worker.on_event(&key, &event, &mut p.actions);
                     read_at
                 }
                 Work::Advance { clock, read_at } => {
                     // A big clock jump fires many timers: write them in bounded chunks.
-                    while !worker.advance_some(clock, &mut out, CHUNK) {
-                        read_ats.resize(out.len(), read_at);
-                        emit(
-                            &sinks,
-                            &stats,
-                            &mut out,
-                            &mut read_ats,
-                            &mut buf,
-                            &mut latencies,
-                        )?;
+                    while !worker.advance_some(clock, &mut p.actions, CHUNK) {
+                        p.mark(read_at);
+                        p.emit()?;
                     }
-                    tracing::trace!(%clock, age_ms = read_at.elapsed().as_millis() as u64, "advance");
                     read_at
                 }
                 Work::Merge { from, into } => {
-                    worker.merge(&from, &into, &mut out);
+                    worker.merge(&from, &into, &mut p.actions);
                     Instant::now()
                 }
                 Work::Export { key, reply } => {
@@ -145,21 +151,14 @@ pub async fn run(
                 }
                 Work::Import { key, states } => {
                     if let Ok(states) = states.await {
-                        worker.import(&key, states, &mut out);
+                        worker.import(&key, states, &mut p.actions);
                     }
                     Instant::now()
                 }
             };
-            read_ats.resize(read_ats.len() + (out.len() - before), read_at);
+            p.mark(read_at);
         }
-        emit(
-            &sinks,
-            &stats,
-            &mut out,
-            &mut read_ats,
-            &mut buf,
-            &mut latencies,
-        )?;
+        p.emit()?;
         let timers = worker.timers_pending() as i64;
         m.timers_pending.add(timers - last_timers);
         last_timers = timers;
