@@ -84,7 +84,8 @@ struct Cart {
     first_activity: Timestamp,
     last_activity: Timestamp,
     notified: bool,
-    /// The instant its deadline timer is set at, while one is.
+    /// The instant its timer is set at, while one is: at or before the deadline (a timer
+    /// that fires early re-arms at the deadline).
     armed: Option<Timestamp>,
 }
 
@@ -225,9 +226,13 @@ impl AbandonedCart {
         cart.first_activity = cart.first_activity.min(ts);
         cart.last_activity = cart.last_activity.max(ts);
         cart.notified = false;
-        let due = cart.last_activity.plus(self.delay);
-        ctx.move_timer(cart.tag(), cart.armed, due);
-        cart.armed = Some(due);
+        // Deadlines only move later. A timer already armed earlier stays: when it fires it
+        // re-arms at the current deadline, which saves a timer move on every activity.
+        if cart.armed.is_none() {
+            let due = cart.last_activity.plus(self.delay);
+            ctx.set_timer(cart.tag(), due);
+            cart.armed = Some(due);
+        }
     }
 
     fn purchase(&mut self, cart_id: Option<&str>, ts: Timestamp, ctx: &mut Context<'_>) {
@@ -285,6 +290,12 @@ impl Operator for AbandonedCart {
             return;
         }
         cart.armed = None;
+        let deadline = cart.last_activity.plus(self.delay);
+        if deadline > due {
+            ctx.set_timer(cart.tag(), deadline);
+            cart.armed = Some(deadline);
+            return;
+        }
         if cart.lines.is_empty() {
             customer.carts.remove(idx);
             if customer.carts.is_empty() && customer.last_fired.is_none() {

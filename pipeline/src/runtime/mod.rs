@@ -82,6 +82,15 @@ pub enum RuntimeError {
 /// Runs the pipeline over the topics in `log` until the input is exhausted (replay) or
 /// `opts.shutdown` flips (live).
 pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, RuntimeError> {
+    // The sequencer runs in this future: on a runtime worker, not the caller's thread, so
+    // the pipeline uses exactly the runtime's threads (one per core).
+    let (cfg, log) = (cfg.clone(), log.clone());
+    tokio::spawn(async move { run_here(&cfg, &log, opts).await })
+        .await
+        .map_err(|e| RuntimeError::Task(e.to_string()))?
+}
+
+async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, RuntimeError> {
     let started = Instant::now();
     let n = cfg.transport.partitions.max(1);
     let cap = cfg.runtime.channel_batches.max(1);
