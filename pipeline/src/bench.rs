@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::generate::{self, Params};
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::runtime::clock::Mode;
 use crate::runtime::{self, RunOptions, RuntimeError};
 
@@ -67,8 +67,17 @@ pub fn memory() -> (Option<u64>, Option<u64>) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Runs the benchmark in `dir` (which should be empty).
-pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchReport, RuntimeError> {
+/// The benchmark's input, written.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Prepared {
+    /// Records written.
+    pub records: u64,
+    /// Seconds the write took.
+    pub write_secs: f64,
+}
+
+/// Generates the workload and writes it into the log in `dir` (which should be empty).
+pub fn prepare(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<Prepared, LogError> {
     let customers = p.customers.unwrap_or((p.events / 20).max(1));
     // About 20 events per customer over the simulated span.
     let mut params = Params {
@@ -93,10 +102,27 @@ pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchRepor
     };
     let log = Log::open(dir, cfg.log.clone())?;
     let t = Instant::now();
-    let written = generate::write(&log, cfg.transport.partitions, &records)?;
-    let write_secs = t.elapsed().as_secs_f64();
-    drop(records);
+    let records = generate::write(&log, cfg.transport.partitions, &records)?;
+    Ok(Prepared {
+        records,
+        write_secs: t.elapsed().as_secs_f64(),
+    })
+}
 
+/// Runs the benchmark in `dir` (which should be empty): [`prepare`], then [`measure`].
+pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchReport, RuntimeError> {
+    let prepared = prepare(cfg, dir, p)?;
+    measure(cfg, dir, p, prepared).await
+}
+
+/// Replays the prepared log in `dir` and measures it.
+pub async fn measure(
+    cfg: &Config,
+    dir: &Path,
+    p: &BenchParams,
+    prepared: Prepared,
+) -> Result<BenchReport, RuntimeError> {
+    let log = Log::open(dir, cfg.log.clone())?;
     let (_stop, shutdown) = watch::channel(false);
     let summary = runtime::run(
         cfg,
@@ -119,8 +145,8 @@ pub async fn run(cfg: &Config, dir: &Path, p: &BenchParams) -> Result<BenchRepor
     let (rss, peak) = (summary.rss_bytes, memory().1);
     let replay_secs = summary.elapsed.as_secs_f64();
     Ok(BenchReport {
-        records: written,
-        write_secs,
+        records: prepared.records,
+        write_secs: prepared.write_secs,
         replay_secs,
         events_per_sec: summary.stats.total_read() as f64 / replay_secs.max(1e-9),
         actions: summary.stats.actions_by_trigger().values().sum(),

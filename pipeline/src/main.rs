@@ -158,6 +158,10 @@ enum Command {
         /// Memory workload: one open cart per customer (`--customers`, default `--events`).
         #[arg(long)]
         open_carts: bool,
+        /// Only generate and write the input into --data-dir, then print what was written
+        /// (the measuring process runs this in a child).
+        #[arg(long, hide = true)]
+        prepare_only: bool,
     },
 }
 
@@ -294,6 +298,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             config,
             data_dir,
             open_carts,
+            prepare_only,
         } => {
             let cfg = load_config(config.as_deref(), None)?;
             let tmp;
@@ -304,7 +309,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     tmp.0.clone()
                 }
             };
-            eprintln!("bench: generating about {events} events ...");
             let p = bench::BenchParams {
                 events,
                 customers,
@@ -312,7 +316,35 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 seed,
                 open_carts,
             };
-            let r = bench::run(&cfg, &dir, &p).await?;
+            if prepare_only {
+                let prepared = bench::prepare(&cfg, &dir, &p)?;
+                println!("{}", serde_json::to_string(&prepared)?);
+                return Ok(());
+            }
+            eprintln!("bench: generating about {events} events ...");
+            let prepared = if open_carts {
+                bench::prepare(&cfg, &dir, &p)?
+            } else {
+                // In a child process: generating gigabytes of input in this one and freeing
+                // it would leave the measured replay in a state no production process is in.
+                let mut child = std::process::Command::new(std::env::current_exe()?);
+                child
+                    .args(["bench", "--prepare-only", "--data-dir"])
+                    .arg(&dir);
+                child.args(["--events", &events.to_string(), "--seed", &seed.to_string()]);
+                if let Some(c) = customers {
+                    child.args(["--customers", &c.to_string()]);
+                }
+                if let Some(c) = &config {
+                    child.arg("--config").arg(c);
+                }
+                let out = child.stderr(std::process::Stdio::inherit()).output()?;
+                if !out.status.success() {
+                    bail!("generating the bench input failed ({})", out.status);
+                }
+                serde_json::from_slice(&out.stdout).context("reading the bench input summary")?
+            };
+            let r = bench::measure(&cfg, &dir, &p, prepared).await?;
             let mb = |b: Option<u64>| {
                 b.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
             };
