@@ -1,22 +1,23 @@
 //! `footfall`: the command line.
 
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use footfall_operators::event::Topic;
-use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
 use footfall_pipeline::config::Config;
 use footfall_pipeline::generate::{self, Params};
-use footfall_pipeline::log::{Batch, Log};
+use footfall_pipeline::log::Log;
 use footfall_pipeline::runtime::clock::Mode;
-use footfall_pipeline::runtime::{self, RunOptions, Summary};
+use footfall_pipeline::runtime::{self, RunOptions};
 use footfall_pipeline::{bench, server};
 use tokio::sync::watch;
-use xxhash_rust::xxh3::xxh3_64;
+
+mod cli;
+
+use cli::demo::demo;
+use cli::report::print_summary;
+use cli::topics::{consume, produce};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -422,125 +423,6 @@ fn load_config(path: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result
     Ok(cfg)
 }
 
-fn produce(data_dir: &Path, topic: &str, partitions: u32) -> anyhow::Result<()> {
-    let log = Log::open(data_dir, Default::default())?;
-    let n = log.create_topic(topic, partitions)?;
-    let input_topic: Option<Topic> = topic.parse().ok();
-    let mut writers = (0..n)
-        .map(|p| log.writer(topic, p))
-        .collect::<Result<Vec<_>, _>>()?;
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
-    let mut line = Vec::new();
-    let mut count = 0u64;
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let p = match route_key(input_topic, &line) {
-            Some(k) => partition_for(&k, n),
-            None => (xxh3_64(&line) % u64::from(n)) as u32,
-        };
-        writers[p as usize].append(&line)?;
-        count += 1;
-    }
-    for w in &mut writers {
-        w.sync()?;
-    }
-    eprintln!(
-        "produced {count} records to {topic} ({n} partitions) in {}",
-        data_dir.display()
-    );
-    Ok(())
-}
-
-/// The partitioning key a producer would set: the customer key as far as the record
-/// alone tells (`user_id`, else `anon:<anonymous_id>`), or the store for store topics.
-fn route_key(topic: Option<Topic>, line: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Ids {
-        user_id: Option<String>,
-        anonymous_id: Option<String>,
-        store_id: Option<String>,
-        region: Option<String>,
-    }
-    let ids: Ids = serde_json::from_slice(line).ok()?;
-    let nonempty = |s: Option<String>| s.filter(|s| !s.is_empty());
-    match topic {
-        Some(t) if t.keyed_by_store() => nonempty(ids.store_id).or(nonempty(ids.region)),
-        _ => nonempty(ids.user_id).or(nonempty(ids.anonymous_id).map(|a| format!("anon:{a}"))),
-    }
-}
-
-async fn consume(
-    data_dir: &Path,
-    topic: &str,
-    from_beginning: bool,
-    max: Option<u64>,
-    follow: bool,
-) -> anyhow::Result<()> {
-    let log = Log::open(data_dir, Default::default())?;
-    let Some(n) = log.partitions(topic)? else {
-        let topics = log.topics()?;
-        bail!(
-            "no topic `{topic}` in {} (topics there: {})",
-            data_dir.display(),
-            if topics.is_empty() {
-                "none".into()
-            } else {
-                topics.join(", ")
-            }
-        );
-    };
-    let mut readers = Vec::new();
-    for p in 0..n {
-        let start = if from_beginning {
-            0
-        } else {
-            log.end_offset(topic, p)?
-        };
-        readers.push(log.reader(topic, p, start)?);
-    }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut batch = Batch::default();
-    let mut printed = 0u64;
-    let limit = max.unwrap_or(u64::MAX);
-    loop {
-        let mut any = false;
-        for r in &mut readers {
-            while printed < limit {
-                if r.poll(&mut batch, 1024, 1 << 20)? == 0 {
-                    break;
-                }
-                any = true;
-                for (_, payload) in batch.iter() {
-                    if printed >= limit {
-                        break;
-                    }
-                    out.write_all(String::from_utf8_lossy(payload).as_bytes())?;
-                    out.write_all(b"\n")?;
-                    printed += 1;
-                }
-            }
-        }
-        out.flush()?;
-        if printed >= limit || (!any && !follow) {
-            return Ok(());
-        }
-        if !any {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
 async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = load_config(Some(config), data_dir)?;
     let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
@@ -596,191 +478,4 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn print_summary(s: &Summary, w: &mut impl Write) -> std::io::Result<()> {
-    let st = &s.stats;
-    let secs = s.elapsed.as_secs_f64();
-    let total = st.total_read();
-    writeln!(
-        w,
-        "  read        {} events in {:.2} s ({} events/s)",
-        thousands(total),
-        secs,
-        thousands((total as f64 / secs.max(1e-9)) as u64)
-    )?;
-    let per_topic: Vec<String> = st
-        .read_by_topic()
-        .iter()
-        .map(|(t, n)| format!("{t} {}", thousands(*n)))
-        .collect();
-    if !per_topic.is_empty() {
-        writeln!(w, "              {}", per_topic.join(" · "))?;
-    }
-    let reasons: Vec<String> = st
-        .deadletter_reasons()
-        .iter()
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
-    writeln!(
-        w,
-        "  deadletter  {} records{}",
-        thousands(st.deadlettered()),
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        }
-    )?;
-    writeln!(
-        w,
-        "  duplicates  {} redelivered records applied once",
-        thousands(st.duplicates())
-    )?;
-    writeln!(
-        w,
-        "  late        {} events older than the clock on arrival",
-        thousands(st.late_events())
-    )?;
-    let actions = st.actions_by_trigger();
-    if actions.is_empty() {
-        writeln!(w, "  actions     none")?;
-    }
-    for ((trigger, group), n) in &actions {
-        writeln!(
-            w,
-            "  actions     {trigger} ({}): {}",
-            group.as_str(),
-            thousands(*n)
-        )?;
-    }
-    writeln!(w, "  clock       {} at the end", s.clock)?;
-    if s.beyond_until > 0 {
-        writeln!(
-            w,
-            "  not applied {} events after --until",
-            thousands(s.beyond_until)
-        )?;
-    }
-    Ok(())
-}
-
-async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> anyhow::Result<()> {
-    fresh_demo_dir(data_dir)?;
-    let params = Params {
-        customers,
-        hours,
-        seed,
-        start: Params::default_start(),
-        bad_ratio: 0.001,
-        duplicate_ratio: 0.001,
-    };
-    let mut out = std::io::stdout();
-    writeln!(
-        out,
-        "footfall demo: synthetic retail traffic in, abandoned-cart actions out\n"
-    )?;
-    let records = generate::generate(&params);
-    let cfg = Config {
-        transport: footfall_pipeline::config::TransportConfig {
-            data_dir: data_dir.to_owned(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let log = Log::open(data_dir, cfg.log.clone())?;
-    let n = generate::write(&log, cfg.transport.partitions, &records)?;
-    writeln!(
-        out,
-        "  generated   {} records: {customers} customers browsing, carting, buying and walking away\n              over {hours} h from {} (seed {seed}) into {}/ ({} partitions per topic)",
-        thousands(n),
-        params.start,
-        data_dir.display(),
-        cfg.transport.partitions
-    )?;
-    drop(records);
-    let (_stop, shutdown) = watch::channel(false);
-    let summary = runtime::run(
-        &cfg,
-        &log,
-        RunOptions {
-            mode: Mode::Replay,
-            until: None,
-            rate: None,
-            shutdown,
-            exit_at_end: false,
-        },
-    )
-    .await?;
-    writeln!(
-        out,
-        "  replayed in event time through the abandoned-cart trigger (30 min idle, 24 h cooldown):"
-    )?;
-    print_summary(&summary, &mut out)?;
-    let samples = summary.stats.samples();
-    if !samples.is_empty() {
-        writeln!(
-            out,
-            "\n  three sample actions (from the notifications topic):"
-        )?;
-        for a in samples {
-            let line = serde_json::to_string(&a).unwrap_or_default();
-            writeln!(out, "    {line}")?;
-        }
-    }
-    let d = data_dir.display();
-    if let Ok(exe) = std::env::current_exe() {
-        let shown = std::env::current_dir()
-            .ok()
-            .and_then(|cwd| exe.strip_prefix(cwd).ok().map(Path::to_path_buf))
-            .unwrap_or(exe);
-        writeln!(
-            out,
-            "\n  footfall is {} (or: cargo install --path pipeline)",
-            shown.display()
-        )?;
-    }
-    writeln!(out, "  look at the output:")?;
-    writeln!(
-        out,
-        "    footfall consume --data-dir {d} --topic notifications --from-beginning --max 5"
-    )?;
-    writeln!(
-        out,
-        "    footfall consume --data-dir {d} --topic deadletter --from-beginning --max 5"
-    )?;
-    writeln!(out, "  replay it again (same input, same action ids):")?;
-    writeln!(out, "    footfall replay --data-dir {d}")?;
-    Ok(())
-}
-
-/// Empties `dir` for a new demo, refusing to touch anything that is not a footfall log.
-fn fresh_demo_dir(dir: &Path) -> anyhow::Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let entry = entry?;
-        if !entry.path().join("topic.json").exists() {
-            bail!(
-                "{} exists and holds {:?}, which is not a footfall topic; pass another --data-dir",
-                dir.display(),
-                entry.file_name()
-            );
-        }
-    }
-    std::fs::remove_dir_all(dir)
-        .with_context(|| format!("removing the earlier demo in {}", dir.display()))
 }

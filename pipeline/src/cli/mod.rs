@@ -1,0 +1,5 @@
+//! The `footfall` subcommands that are more than a call into the library.
+
+pub mod demo;
+pub mod report;
+pub mod topics;

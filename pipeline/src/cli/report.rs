@@ -1,0 +1,84 @@
+//! The summary a run prints.
+
+use std::io::Write;
+
+use footfall_pipeline::runtime::Summary;
+
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn print_summary(s: &Summary, w: &mut impl Write) -> std::io::Result<()> {
+    let st = &s.stats;
+    let secs = s.elapsed.as_secs_f64();
+    let total = st.total_read();
+    writeln!(
+        w,
+        "  read        {} events in {:.2} s ({} events/s)",
+        thousands(total),
+        secs,
+        thousands((total as f64 / secs.max(1e-9)) as u64)
+    )?;
+    let per_topic: Vec<String> = st
+        .read_by_topic()
+        .iter()
+        .map(|(t, n)| format!("{t} {}", thousands(*n)))
+        .collect();
+    if !per_topic.is_empty() {
+        writeln!(w, "              {}", per_topic.join(" · "))?;
+    }
+    let reasons: Vec<String> = st
+        .deadletter_reasons()
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    writeln!(
+        w,
+        "  deadletter  {} records{}",
+        thousands(st.deadlettered()),
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
+    )?;
+    writeln!(
+        w,
+        "  duplicates  {} redelivered records applied once",
+        thousands(st.duplicates())
+    )?;
+    writeln!(
+        w,
+        "  late        {} events older than the clock on arrival",
+        thousands(st.late_events())
+    )?;
+    let actions = st.actions_by_trigger();
+    if actions.is_empty() {
+        writeln!(w, "  actions     none")?;
+    }
+    for ((trigger, group), n) in &actions {
+        writeln!(
+            w,
+            "  actions     {trigger} ({}): {}",
+            group.as_str(),
+            thousands(*n)
+        )?;
+    }
+    writeln!(w, "  clock       {} at the end", s.clock)?;
+    if s.beyond_until > 0 {
+        writeln!(
+            w,
+            "  not applied {} events after --until",
+            thousands(s.beyond_until)
+        )?;
+    }
+    Ok(())
+}
