@@ -178,26 +178,82 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// A small number per variant, for [`Interest`] sets.
+    pub const fn index(&self) -> u32 {
+        match self {
+            EventKind::PageView => 0,
+            EventKind::ViewItem { .. } => 1,
+            EventKind::Search { .. } => 2,
+            EventKind::ViewCart { .. } => 3,
+            EventKind::BeginCheckout { .. } => 4,
+            EventKind::AddToCart(_) => 5,
+            EventKind::RemoveFromCart(_) => 6,
+            EventKind::Identify => 7,
+            EventKind::Location { .. } => 8,
+            EventKind::Purchase(_) => 9,
+            EventKind::Refund(_) => 10,
+            EventKind::Profile(_) => 11,
+            EventKind::Erase => 12,
+            EventKind::Stock(_) => 13,
+            EventKind::Store(_) => 14,
+            EventKind::Weather(_) => 15,
+        }
+    }
+
     /// The `type` as it stands on the wire.
     pub const fn type_name(&self) -> &'static str {
-        match self {
-            EventKind::PageView => "page_view",
-            EventKind::ViewItem { .. } => "view_item",
-            EventKind::Search { .. } => "search",
-            EventKind::ViewCart { .. } => "view_cart",
-            EventKind::BeginCheckout { .. } => "begin_checkout",
-            EventKind::AddToCart(_) => "add_to_cart",
-            EventKind::RemoveFromCart(_) => "remove_from_cart",
-            EventKind::Identify => "identify",
-            EventKind::Location { .. } => "location",
-            EventKind::Purchase(_) => "purchase",
-            EventKind::Refund(_) => "refund",
-            EventKind::Profile(_) => "profile",
-            EventKind::Erase => "erase",
-            EventKind::Stock(_) => "stock",
-            EventKind::Store(_) => "store",
-            EventKind::Weather(_) => "weather",
-        }
+        TYPES[self.index() as usize]
+    }
+}
+
+/// Every event `type`, in [`EventKind::index`] order.
+pub const TYPES: [&str; 16] = [
+    "page_view",
+    "view_item",
+    "search",
+    "view_cart",
+    "begin_checkout",
+    "add_to_cart",
+    "remove_from_cart",
+    "identify",
+    "location",
+    "purchase",
+    "refund",
+    "profile",
+    "erase",
+    "stock",
+    "store",
+    "weather",
+];
+
+/// A set of event types: what an operator consumes. Events no operator consumes are
+/// still decoded, validated, deduplicated and move the clock, but are not routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Interest(u32);
+
+impl Interest {
+    /// Every type.
+    pub const ALL: Interest = Interest(u32::MAX);
+    /// No type.
+    pub const NONE: Interest = Interest(0);
+
+    /// The set of the named `type`s (as on the wire, e.g. `"add_to_cart"`).
+    pub fn types(names: &[&str]) -> Interest {
+        Interest(names.iter().fold(0, |m, n| {
+            let i = TYPES.iter().position(|t| t == n);
+            debug_assert!(i.is_some(), "unknown event type {n}");
+            i.map_or(m, |i| m | (1 << i))
+        }))
+    }
+
+    /// Whether `kind` is in the set.
+    pub const fn wants(self, kind: &EventKind) -> bool {
+        self.0 & (1 << kind.index()) != 0
+    }
+
+    /// The union.
+    pub const fn union(self, other: Interest) -> Interest {
+        Interest(self.0 | other.0)
     }
 }
 
@@ -314,4 +370,36 @@ pub struct Weather {
     pub temp_c: f64,
     /// `clear`, `clouds`, `rain`, `snow`, `storm`, `fog`.
     pub condition: Str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_sets_match_wire_types() {
+        let i = Interest::types(&["add_to_cart", "purchase"]);
+        let add = EventKind::AddToCart(CartChange {
+            cart_id: None,
+            currency: None,
+            items: Vec::new(),
+        });
+        assert!(i.wants(&add));
+        assert!(!i.wants(&EventKind::PageView));
+        assert!(
+            i.union(Interest::types(&["page_view"]))
+                .wants(&EventKind::PageView)
+        );
+        assert!(Interest::ALL.wants(&EventKind::Erase) && !Interest::NONE.wants(&EventKind::Erase));
+        assert_eq!(add.type_name(), "add_to_cart");
+        assert_eq!(
+            EventKind::Weather(Weather {
+                region: None,
+                temp_c: 1.0,
+                condition: "fog".into()
+            })
+            .type_name(),
+            "weather"
+        );
+    }
 }

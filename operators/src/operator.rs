@@ -3,7 +3,7 @@
 use std::any::Any;
 
 use crate::action::Action;
-use crate::event::Event;
+use crate::event::{Event, Interest};
 use crate::time::Timestamp;
 use crate::timer::TimerService;
 
@@ -84,6 +84,11 @@ impl<'a> Context<'a> {
 pub trait Operator: Send {
     /// A stable name, used in metrics and logs.
     fn name(&self) -> &'static str;
+
+    /// The event types `on_event` acts on; others are not routed to it at all.
+    fn interest(&self) -> Interest {
+        Interest::ALL
+    }
 
     /// Applies one event to the state of `ctx.key()`.
     fn on_event(&mut self, event: &Event, ctx: &mut Context<'_>);

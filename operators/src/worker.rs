@@ -4,7 +4,7 @@
 //! pipeline clock's advances; it hands back actions. No tokio, no wall clock, no I/O.
 
 use crate::action::{Action, OutputTopic};
-use crate::event::Event;
+use crate::event::{Event, Interest};
 use crate::operator::{Context, KeyState, Operator};
 use crate::policy::Holdout;
 use crate::time::Timestamp;
@@ -16,6 +16,7 @@ pub type KeyStates = Vec<(u16, KeyState)>;
 /// The operators and timers of one partition's keys.
 pub struct Worker {
     operators: Vec<Box<dyn Operator>>,
+    interests: Vec<Interest>,
     timers: TimerService,
     clock: Timestamp,
     holdout: Holdout,
@@ -25,11 +26,19 @@ impl Worker {
     /// A worker running `operators`, assigning groups by `holdout`.
     pub fn new(operators: Vec<Box<dyn Operator>>, holdout: Holdout) -> Self {
         Worker {
+            interests: operators.iter().map(|o| o.interest()).collect(),
             operators,
             timers: TimerService::default(),
             clock: Timestamp::MIN,
             holdout,
         }
+    }
+
+    /// The event types any of its operators consumes, plus `identify` (identity needs it).
+    pub fn interest(&self) -> Interest {
+        self.interests
+            .iter()
+            .fold(Interest::types(&["identify"]), |i, o| i.union(*o))
     }
 
     /// The pipeline clock as this worker last saw it.
@@ -43,6 +52,9 @@ impl Worker {
         self.fire(event.timestamp, true, out);
         let start = out.len();
         for (i, op) in self.operators.iter_mut().enumerate() {
+            if !self.interests[i].wants(&event.kind) {
+                continue;
+            }
             let mut ctx = Context::new(event.timestamp, key, i as u16, &mut self.timers, out);
             op.on_event(event, &mut ctx);
         }

@@ -14,7 +14,7 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::action::{Action, Group, OutputTopic, action_id};
-use crate::event::{CartChange, Event, EventKind};
+use crate::event::{CartChange, Event, EventKind, Interest};
 use crate::money::deserialize_money_str;
 use crate::operator::{Context, KeyState, Operator};
 use crate::time::{Span, Timestamp};
@@ -258,6 +258,16 @@ impl AbandonedCart {
 impl Operator for AbandonedCart {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn interest(&self) -> Interest {
+        Interest::types(&[
+            "add_to_cart",
+            "remove_from_cart",
+            "view_cart",
+            "begin_checkout",
+            "purchase",
+        ])
     }
 
     fn on_event(&mut self, event: &Event, ctx: &mut Context<'_>) {

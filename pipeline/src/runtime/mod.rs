@@ -105,6 +105,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let sinks = Arc::new(Sinks::open(log, n)?);
     let stats = Arc::new(Stats::default());
 
+    let interest =
+        Worker::new(triggers::build(&cfg.triggers), Holdout { holdout_bp: 0 }).interest();
     let mut sources = Vec::new();
     for topic in Topic::ALL {
         let Some(parts) = log.partitions(topic.name())? else {
@@ -120,6 +122,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 dedupe_window_secs: cfg.runtime.dedupe_window_secs,
                 // Records are a few hundred bytes: a size hint for the dedupe set.
                 expected_records: log.stored_bytes(topic.name(), p)? / 256,
+                interest,
             });
         }
     }

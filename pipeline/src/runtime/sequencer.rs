@@ -105,6 +105,16 @@ impl Sequencer {
                 });
             }
         }
+        for &(ts, topic) in &msg.skipped {
+            self.clock.observe(msg.src, ts, msg.read_at);
+            if ts < now {
+                late += 1;
+                metrics::get()
+                    .late_events
+                    .with_label_values(&[topic.name()])
+                    .inc();
+            }
+        }
         if late > 0 {
             self.stats.late(late);
         }

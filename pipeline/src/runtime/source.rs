@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use footfall_operators::action::DeadLetter;
 use footfall_operators::decode::decode;
-use footfall_operators::event::{Event, Topic};
+use footfall_operators::event::{Event, Interest, Topic};
 use footfall_operators::time::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
@@ -35,8 +35,11 @@ pub struct Decoded {
 pub struct SourceMsg {
     /// Which source (index into the sequencer's partitions).
     pub src: usize,
-    /// Valid, first-time events, in offset order.
+    /// Valid, first-time events some operator consumes, in offset order.
     pub events: Vec<Decoded>,
+    /// Event times of valid, first-time events no operator consumes: they move the clock
+    /// and count as late like any other, but go no further.
+    pub skipped: Vec<(Timestamp, Topic)>,
     /// The source has read everything there is for now.
     pub caught_up: bool,
     /// Replay: the source's input is exhausted; no more messages follow.
@@ -85,6 +88,8 @@ pub struct Source {
     pub dedupe_window_secs: u64,
     /// About how many records the partition holds.
     pub expected_records: u64,
+    /// The event types to route on.
+    pub interest: Interest,
 }
 
 impl Source {
@@ -147,19 +152,22 @@ impl Source {
             }
             let now = Timestamp::now();
             let mut events = Vec::with_capacity(n);
+            let mut skipped = Vec::new();
             let (mut dups, mut dead) = (0u64, Vec::new());
             for (offset, bytes) in batch.iter() {
                 match decode(self.topic, bytes, now) {
                     Ok(event) => {
-                        if dedupe.first_time(&event.message_id, event.timestamp) {
+                        if !dedupe.first_time(&event.message_id, event.timestamp) {
+                            dups += 1;
+                        } else if !self.interest.wants(&event.kind) {
+                            skipped.push((event.timestamp, self.topic));
+                        } else {
                             events.push(Decoded {
                                 topic: self.topic,
                                 partition: self.partition,
                                 offset,
                                 event: Box::new(event),
                             });
-                        } else {
-                            dups += 1;
                         }
                     }
                     Err(e) => {
@@ -188,7 +196,8 @@ impl Source {
             if !dead.is_empty() {
                 sinks.write_deadletters(self.partition, &dead)?;
             }
-            let msg = self.msg(events, false, false);
+            let mut msg = self.msg(events, false, false);
+            msg.skipped = skipped;
             if tx.send(msg).await.is_err() {
                 return Ok(());
             }
@@ -199,6 +208,7 @@ impl Source {
         SourceMsg {
             src: self.src,
             events,
+            skipped: Vec::new(),
             caught_up,
             eof,
             read_at: Instant::now(),
