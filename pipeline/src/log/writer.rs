@@ -227,13 +227,14 @@ impl Drop for PartitionWriter {
 }
 
 /// Queues `file` for an fsync on the background syncer thread (started on first use).
+/// Without that thread (it could not be started), syncs here.
 fn background_sync(file: File) {
     use std::sync::mpsc::{Sender, channel};
     use std::sync::{Mutex, OnceLock};
-    static SYNCER: OnceLock<Mutex<Sender<File>>> = OnceLock::new();
-    let tx = SYNCER.get_or_init(|| {
+    static SYNCER: OnceLock<Option<Mutex<Sender<File>>>> = OnceLock::new();
+    let syncer = SYNCER.get_or_init(|| {
         let (tx, rx) = channel::<File>();
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("footfall-fsync".into())
             .spawn(move || {
                 for f in rx {
@@ -241,11 +242,29 @@ fn background_sync(file: File) {
                         warn!(error = %e, "background fsync failed");
                     }
                 }
-            })
-            .expect("spawn the fsync thread");
-        Mutex::new(tx)
+            });
+        match spawned {
+            Ok(_) => Some(Mutex::new(tx)),
+            Err(e) => {
+                warn!(error = %e, "no fsync thread: syncing inline");
+                None
+            }
+        }
     });
-    let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(file);
+    let unsent = match syncer {
+        Some(tx) => tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(file)
+            .err()
+            .map(|e| e.0),
+        None => Some(file),
+    };
+    if let Some(f) = unsent
+        && let Err(e) = f.sync_data()
+    {
+        warn!(error = %e, "fsync failed");
+    }
 }
 
 fn new_segment(dir: &Path, base: u64) -> Result<(File, u64), LogError> {
