@@ -127,64 +127,78 @@ const STORES: [&str; 8] = [
 ];
 const ZONES: [&str; 4] = ["Asia/Shanghai", "Europe/London", "America/New_York", "UTC"];
 
+/// Records being generated, with their arrival order.
+struct Feed {
+    rng: Rng,
+    out: Vec<(Timestamp, u64, Record)>,
+    seq: u64,
+}
+
+impl Feed {
+    fn push(&mut self, topic: Topic, key: String, ts: Timestamp, v: Value) {
+        self.seq += 1;
+        // Arrival jitter within the allowed lateness: feeds are never perfectly ordered.
+        let arrival = ts.plus(Span::from_millis(self.rng.below(3000) as i64));
+        let bytes = serde_json::to_vec(&v).unwrap_or_default();
+        let record = Record {
+            topic,
+            key,
+            ts,
+            bytes,
+        };
+        self.out.push((arrival, self.seq, record));
+    }
+}
+
+/// Names the cart on a cart event, when the session has a cart id.
+fn with_cart(v: &mut Value, cart_id: &Option<String>) {
+    if let Some(id) = cart_id {
+        v["cart_id"] = json!(id);
+    }
+}
+
 /// Builds the feed: every record, ordered by event time with small arrival jitter.
 pub fn generate(p: &Params) -> Vec<Record> {
     let mut rng = Rng(p.seed ^ 0x00F0_0F4A_11CE);
     let items = catalog(&mut rng);
     let span_secs = (p.hours * 3600.0).max(60.0) as u64;
-    let mut out: Vec<(Timestamp, u64, Record)> = Vec::new();
-    let mut seq = 0u64;
-    let mut push = |out: &mut Vec<(Timestamp, u64, Record)>,
-                    rng: &mut Rng,
-                    topic: Topic,
-                    key: String,
-                    ts: Timestamp,
-                    v: Value| {
-        seq += 1;
-        // Arrival jitter within the allowed lateness: feeds are never perfectly ordered.
-        let arrival = ts.plus(Span::from_millis(rng.below(3000) as i64));
-        let bytes = serde_json::to_vec(&v).unwrap_or_default();
-        out.push((
-            arrival,
-            seq,
-            Record {
-                topic,
-                key,
-                ts,
-                bytes,
-            },
-        ));
+    let mut feed = Feed {
+        rng,
+        out: Vec::new(),
+        seq: 0,
     };
 
     for c in 0..p.customers {
         let user = format!("m-{c:07}");
-        let device = format!("dev-{:08x}", rng.next() as u32);
-        if rng.chance(0.3) {
+        let device = format!("dev-{:08x}", feed.rng.next() as u32);
+        if feed.rng.chance(0.3) {
             let ts = p
                 .start
-                .plus(Span::from_secs(rng.below(span_secs / 4) as i64));
+                .plus(Span::from_secs(feed.rng.below(span_secs / 4) as i64));
             let bday = format!(
                 "{}-{:02}-{:02}",
-                1960 + rng.below(45),
-                1 + rng.below(12),
-                1 + rng.below(28)
+                1960 + feed.rng.below(45),
+                1 + feed.rng.below(12),
+                1 + feed.rng.below(28)
             );
             let v = json!({"message_id": format!("p-{c}"), "type": "profile", "timestamp": ts.to_string(),
-                "user_id": user, "birthday": bday, "timezone": rng.pick(&ZONES),
-                "home_store_id": rng.pick(&STORES), "tier": rng.pick(&["bronze", "silver", "gold"]),
-                "consent": {"push": rng.chance(0.8), "sms": rng.chance(0.4), "email": rng.chance(0.6)}});
-            push(&mut out, &mut rng, Topic::Customers, user.clone(), ts, v);
+                "user_id": user, "birthday": bday, "timezone": feed.rng.pick(&ZONES),
+                "home_store_id": feed.rng.pick(&STORES), "tier": feed.rng.pick(&["bronze", "silver", "gold"]),
+                "consent": {"push": feed.rng.chance(0.8), "sms": feed.rng.chance(0.4), "email": feed.rng.chance(0.6)}});
+            feed.push(Topic::Customers, user.clone(), ts, v);
         }
-        let sessions = 1 + rng.below(3);
+        let sessions = 1 + feed.rng.below(3);
         let mut identified = false;
         for s in 0..sessions {
-            let mut ts = p.start.plus(Span::from_secs(rng.below(span_secs) as i64));
-            let channel = *rng.pick(&CHANNELS);
+            let mut ts = p
+                .start
+                .plus(Span::from_secs(feed.rng.below(span_secs) as i64));
+            let channel = *feed.rng.pick(&CHANNELS);
             // Some sessions start anonymous; of those, some log in part-way.
-            let anonymous = !identified && rng.chance(0.35);
-            let logs_in = anonymous && rng.chance(0.6);
+            let anonymous = !identified && feed.rng.chance(0.35);
+            let logs_in = anonymous && feed.rng.chance(0.6);
             let mut logged_in = !anonymous;
-            let cart_id = rng.chance(0.7).then(|| format!("cart-{c}-{s}"));
+            let cart_id = feed.rng.chance(0.7).then(|| format!("cart-{c}-{s}"));
             let mut n = 0u32;
             let mut next = |rng: &mut Rng, ts: &mut Timestamp, ty: &str, logged_in: bool| {
                 n += 1;
@@ -204,142 +218,83 @@ pub fn generate(p: &Params) -> Vec<Record> {
                     anon_key(&device)
                 }
             };
-            let v = next(&mut rng, &mut ts, "page_view", logged_in);
-            push(
-                &mut out,
-                &mut rng,
-                Topic::Clickstream,
-                key(logged_in),
-                ts,
-                v,
-            );
-            if rng.chance(0.5) {
-                let mut v = next(&mut rng, &mut ts, "search", logged_in);
-                v["query"] = json!(rng.pick(&CATEGORIES).0);
-                push(
-                    &mut out,
-                    &mut rng,
-                    Topic::Clickstream,
-                    key(logged_in),
-                    ts,
-                    v,
-                );
+            let v = next(&mut feed.rng, &mut ts, "page_view", logged_in);
+            feed.push(Topic::Clickstream, key(logged_in), ts, v);
+            if feed.rng.chance(0.5) {
+                let mut v = next(&mut feed.rng, &mut ts, "search", logged_in);
+                v["query"] = json!(feed.rng.pick(&CATEGORIES).0);
+                feed.push(Topic::Clickstream, key(logged_in), ts, v);
             }
             let mut cart: Vec<(usize, u64)> = Vec::new();
-            for _ in 0..(1 + rng.below(4)) {
-                let it = rng.below(items.len() as u64) as usize;
-                let mut v = next(&mut rng, &mut ts, "view_item", logged_in);
+            for _ in 0..(1 + feed.rng.below(4)) {
+                let it = feed.rng.below(items.len() as u64) as usize;
+                let mut v = next(&mut feed.rng, &mut ts, "view_item", logged_in);
                 v["items"] = json!([{"item_id": items[it].id, "item_name": items[it].name,
                     "item_category": items[it].category, "price": money(items[it].price_cents)}]);
-                push(
-                    &mut out,
-                    &mut rng,
-                    Topic::Clickstream,
-                    key(logged_in),
-                    ts,
-                    v,
-                );
-                if rng.chance(0.45) {
-                    let q = 1 + rng.below(3);
-                    let mut v = next(&mut rng, &mut ts, "add_to_cart", logged_in);
+                feed.push(Topic::Clickstream, key(logged_in), ts, v);
+                if feed.rng.chance(0.45) {
+                    let q = 1 + feed.rng.below(3);
+                    let mut v = next(&mut feed.rng, &mut ts, "add_to_cart", logged_in);
                     v["currency"] = json!("CNY");
-                    if let Some(id) = &cart_id {
-                        v["cart_id"] = json!(id);
-                    }
+                    with_cart(&mut v, &cart_id);
                     v["items"] = json!([{"item_id": items[it].id, "item_name": items[it].name,
                         "item_category": items[it].category, "price": money(items[it].price_cents), "quantity": q}]);
-                    push(
-                        &mut out,
-                        &mut rng,
-                        Topic::Clickstream,
-                        key(logged_in),
-                        ts,
-                        v,
-                    );
+                    feed.push(Topic::Clickstream, key(logged_in), ts, v);
                     cart.push((it, q));
                 }
             }
             if logs_in {
-                let mut v = next(&mut rng, &mut ts, "identify", true);
+                let mut v = next(&mut feed.rng, &mut ts, "identify", true);
                 v["user_id"] = json!(user);
-                push(&mut out, &mut rng, Topic::Clickstream, user.clone(), ts, v);
+                feed.push(Topic::Clickstream, user.clone(), ts, v);
                 logged_in = true;
                 identified = true;
             }
             if cart.is_empty() {
                 continue;
             }
-            if rng.chance(0.12) {
+            if feed.rng.chance(0.12) {
                 let (it, q) = cart[0];
-                let mut v = next(&mut rng, &mut ts, "remove_from_cart", logged_in);
-                if let Some(id) = &cart_id {
-                    v["cart_id"] = json!(id);
-                }
+                let mut v = next(&mut feed.rng, &mut ts, "remove_from_cart", logged_in);
+                with_cart(&mut v, &cart_id);
                 v["items"] = json!([{"item_id": items[it].id, "quantity": q}]);
-                push(
-                    &mut out,
-                    &mut rng,
-                    Topic::Clickstream,
-                    key(logged_in),
-                    ts,
-                    v,
-                );
+                feed.push(Topic::Clickstream, key(logged_in), ts, v);
                 cart.remove(0);
             }
-            let mut v = next(&mut rng, &mut ts, "view_cart", logged_in);
-            if let Some(id) = &cart_id {
-                v["cart_id"] = json!(id);
-            }
-            push(
-                &mut out,
-                &mut rng,
-                Topic::Clickstream,
-                key(logged_in),
-                ts,
-                v,
-            );
+            let mut v = next(&mut feed.rng, &mut ts, "view_cart", logged_in);
+            with_cart(&mut v, &cart_id);
+            feed.push(Topic::Clickstream, key(logged_in), ts, v);
             // About half the carts are bought, online or later at a store.
-            if !cart.is_empty() && rng.chance(0.5) {
-                let mut v = next(&mut rng, &mut ts, "begin_checkout", logged_in);
-                if let Some(id) = &cart_id {
-                    v["cart_id"] = json!(id);
-                }
-                push(
-                    &mut out,
-                    &mut rng,
-                    Topic::Clickstream,
-                    key(logged_in),
-                    ts,
-                    v,
-                );
-                if logged_in && rng.chance(0.8) {
-                    let at_pos = rng.chance(0.25);
+            if !cart.is_empty() && feed.rng.chance(0.5) {
+                let mut v = next(&mut feed.rng, &mut ts, "begin_checkout", logged_in);
+                with_cart(&mut v, &cart_id);
+                feed.push(Topic::Clickstream, key(logged_in), ts, v);
+                if logged_in && feed.rng.chance(0.8) {
+                    let at_pos = feed.rng.chance(0.25);
                     ts = ts.plus(Span::from_secs(
-                        30 + rng.below(if at_pos { 1200 } else { 300 }) as i64,
+                        30 + feed.rng.below(if at_pos { 1200 } else { 300 }) as i64,
                     ));
                     let total: u64 = cart.iter().map(|(it, q)| items[*it].price_cents * q).sum();
                     let mut v = json!({"message_id": format!("t-{c}-{s}"), "type": "purchase",
                         "timestamp": ts.to_string(), "user_id": user, "transaction_id": format!("o-{c}-{s}"),
-                        "currency": "CNY", "value": money(total), "payment_type": rng.pick(&["card", "wallet", "cash"]),
+                        "currency": "CNY", "value": money(total), "payment_type": feed.rng.pick(&["card", "wallet", "cash"]),
                         "items": cart.iter().map(|(it, q)| json!({"item_id": items[*it].id,
                             "item_category": items[*it].category, "price": money(items[*it].price_cents), "quantity": q})).collect::<Vec<_>>()});
                     if at_pos {
                         v["channel"] = json!("pos");
-                        v["store_id"] = json!(rng.pick(&STORES));
+                        v["store_id"] = json!(feed.rng.pick(&STORES));
                     } else {
                         v["channel"] = json!(channel);
-                        if let Some(id) = &cart_id {
-                            v["cart_id"] = json!(id);
-                        }
+                        with_cart(&mut v, &cart_id);
                     }
-                    push(&mut out, &mut rng, Topic::Transactions, user.clone(), ts, v);
+                    feed.push(Topic::Transactions, user.clone(), ts, v);
                 }
             }
         }
     }
-    out.sort_by_key(|(arrival, seq, _)| (*arrival, *seq));
-    let mut records: Vec<Record> = out.into_iter().map(|(_, _, r)| r).collect();
-    spoil(&mut records, p, &mut rng);
+    feed.out.sort_by_key(|(arrival, seq, _)| (*arrival, *seq));
+    let mut records: Vec<Record> = feed.out.into_iter().map(|(_, _, r)| r).collect();
+    spoil(&mut records, p, &mut feed.rng);
     records
 }
 

@@ -13,14 +13,12 @@
 //! ```no_run
 //! use footfall_pipeline::config::Config;
 //! use footfall_pipeline::log::Log;
-//! use footfall_pipeline::runtime::{self, RunOptions, clock::Mode};
+//! use footfall_pipeline::runtime;
 //!
 //! # async fn replay() -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = Config::default();
 //! let log = Log::open("footfall-data", cfg.log.clone())?;
-//! let (_stop, shutdown) = tokio::sync::watch::channel(false);
-//! let opts = RunOptions { mode: Mode::Replay, until: None, rate: None, shutdown, exit_at_end: false };
-//! let summary = runtime::run(&cfg, &log, opts).await?;
+//! let summary = runtime::replay(&cfg, &log, None).await?;
 //! println!("{} events, clock at {}", summary.stats.total_read(), summary.clock);
 //! # Ok(())
 //! # }

@@ -266,19 +266,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             let cfg = load_config(config.as_deref(), data_dir)?;
             let until = until.map(|u| parse_time("--until", &u)).transpose()?;
             let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
-            let (_stop, shutdown) = watch::channel(false);
-            let summary = runtime::run(
-                &cfg,
-                &log,
-                RunOptions {
-                    mode: Mode::Replay,
-                    until,
-                    rate: None,
-                    shutdown,
-                    exit_at_end: false,
-                },
-            )
-            .await?;
+            let summary = runtime::replay(&cfg, &log, until).await?;
             print_summary(&summary, &mut std::io::stderr())?;
             Ok(())
         }

@@ -7,9 +7,7 @@ use anyhow::{Context, bail};
 use footfall_pipeline::config::{Config, TransportConfig};
 use footfall_pipeline::generate::{self, Params};
 use footfall_pipeline::log::Log;
-use footfall_pipeline::runtime::clock::Mode;
-use footfall_pipeline::runtime::{self, RunOptions};
-use tokio::sync::watch;
+use footfall_pipeline::runtime;
 
 use super::report::{print_summary, thousands};
 
@@ -47,19 +45,7 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
         cfg.transport.partitions
     )?;
     drop(records);
-    let (_stop, shutdown) = watch::channel(false);
-    let summary = runtime::run(
-        &cfg,
-        &log,
-        RunOptions {
-            mode: Mode::Replay,
-            until: None,
-            rate: None,
-            shutdown,
-            exit_at_end: false,
-        },
-    )
-    .await?;
+    let summary = runtime::replay(&cfg, &log, None).await?;
     writeln!(
         out,
         "  replayed in event time through the abandoned-cart trigger (30 min idle, 24 h cooldown):"

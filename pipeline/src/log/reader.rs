@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
-use super::segment::{self, FRAME_HEADER, Frame, MAGIC};
+use super::segment::{self, FRAME_HEADER, Frame, MAGIC, read_full};
 use super::{Log, LogError, io, segments};
 
 /// A batch of records read from one partition, in one buffer.
@@ -192,16 +192,4 @@ impl PartitionReader {
             return Ok(0);
         }
     }
-}
-
-fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        let n = f.read(&mut buf[got..])?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    Ok(got)
 }

@@ -92,17 +92,23 @@ pub struct Scan {
     pub tail: Option<(u64, &'static str)>,
 }
 
-/// Scans a segment from its start, verifying every frame.
-pub fn scan(mut file: impl Read) -> io::Result<Scan> {
-    let mut magic = [0u8; MAGIC.len()];
+/// Reads until `buf` is full or the input ends; returns how many bytes were read.
+pub fn read_full(mut r: impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
-    while got < magic.len() {
-        let n = file.read(&mut magic[got..])?;
+    while got < buf.len() {
+        let n = r.read(&mut buf[got..])?;
         if n == 0 {
             break;
         }
         got += n;
     }
+    Ok(got)
+}
+
+/// Scans a segment from its start, verifying every frame.
+pub fn scan(mut file: impl Read) -> io::Result<Scan> {
+    let mut magic = [0u8; MAGIC.len()];
+    let got = read_full(&mut file, &mut magic)?;
     if got < MAGIC.len() || &magic != MAGIC {
         let mut rest = Vec::new();
         file.read_to_end(&mut rest)?;

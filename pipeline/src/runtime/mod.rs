@@ -90,6 +90,24 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
         .map_err(|e| RuntimeError::Task(e.to_string()))?
 }
 
+/// Replays `log` in event time to the end of its input, then to `until` (default: the
+/// largest event time read): `footfall replay` and the demo.
+pub async fn replay(
+    cfg: &Config,
+    log: &Log,
+    until: Option<Timestamp>,
+) -> Result<Summary, RuntimeError> {
+    let (_stop, shutdown) = watch::channel(false);
+    let opts = RunOptions {
+        mode: Mode::Replay,
+        until,
+        rate: None,
+        shutdown,
+        exit_at_end: false,
+    };
+    run(cfg, log, opts).await
+}
+
 async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, RuntimeError> {
     let started = Instant::now();
     let n = cfg.transport.partitions.max(1);
