@@ -1,4 +1,4 @@
-//! Decoding: footfall's validated decode against bare serde_json on the same records.
+//! Decoding: footfall's validated decode against bare serde_json and sonic-rs on the same records.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use footfall_operators::decode::decode;
@@ -42,6 +42,36 @@ struct Plain {
     items: Option<Vec<PlainItem>>,
 }
 
+/// The same fields borrowed from the record, for sonic-rs (money as raw text).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct Sonic<'a> {
+    message_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: &'a str,
+    user_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    channel: Option<&'a str>,
+    cart_id: Option<&'a str>,
+    currency: Option<&'a str>,
+    #[serde(borrow)]
+    value: Option<sonic_rs::LazyValue<'a>>,
+    #[serde(borrow)]
+    items: Option<Vec<SonicItem<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct SonicItem<'a> {
+    item_id: &'a str,
+    item_name: Option<&'a str>,
+    item_category: Option<&'a str>,
+    #[serde(borrow)]
+    price: Option<sonic_rs::LazyValue<'a>>,
+    quantity: Option<i64>,
+}
+
 #[derive(serde::Deserialize)]
 #[allow(dead_code)]
 struct PlainItem {
@@ -49,6 +79,36 @@ struct PlainItem {
     item_name: Option<String>,
     item_category: Option<String>,
     price: Option<serde_json::Value>,
+    quantity: Option<i64>,
+}
+
+/// The same fields borrowed from the record, for serde_json (money as raw text).
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct Borrowed<'a> {
+    message_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    timestamp: &'a str,
+    user_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    channel: Option<&'a str>,
+    cart_id: Option<&'a str>,
+    currency: Option<&'a str>,
+    #[serde(borrow)]
+    value: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    items: Option<Vec<BorrowedItem<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct BorrowedItem<'a> {
+    item_id: &'a str,
+    item_name: Option<&'a str>,
+    item_category: Option<&'a str>,
+    #[serde(borrow)]
+    price: Option<&'a serde_json::value::RawValue>,
     quantity: Option<i64>,
 }
 
@@ -69,6 +129,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for (_, r) in &recs {
                 let v: Plain = serde_json::from_slice(r).unwrap();
+                std::hint::black_box(v);
+            }
+        })
+    });
+    g.bench_function("sonic_rs_borrowed", |b| {
+        b.iter(|| {
+            for (_, r) in &recs {
+                let v: Sonic = sonic_rs::from_slice(r).unwrap();
+                std::hint::black_box(v);
+            }
+        })
+    });
+    g.bench_function("serde_json_borrowed", |b| {
+        b.iter(|| {
+            for (_, r) in &recs {
+                let v: Borrowed = serde_json::from_slice(r).unwrap();
                 std::hint::black_box(v);
             }
         })

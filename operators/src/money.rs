@@ -1,17 +1,16 @@
 //! Money: a JSON string (`"12.90"`) or number (`12.9`) parsed into `Decimal` exactly.
 //!
-//! Numbers are read from their source text (serde_json's `RawValue`), never through
+//! Numbers are read from their source text (the field's raw JSON), never through
 //! `f64`, so `0.1` is exactly one tenth. Money is always written back as a string.
 
 use rust_decimal::Decimal;
-use serde_json::value::RawValue;
 
-/// Parses a money value from the raw JSON text of a field.
+/// Parses a money value from the raw JSON text of a field (`"12.90"` with its quotes,
+/// or `12.9`).
 ///
 /// Accepts a JSON string holding a plain decimal (`"12.90"`, `"-3"`) or a JSON number
 /// (`12.9`, `1e2`). Rejects everything else with a message that quotes the input.
-pub fn parse_money(raw: &RawValue) -> Result<Decimal, String> {
-    let text = raw.get();
+pub fn parse_money(text: &str) -> Result<Decimal, String> {
     if let Some(inner) = text.strip_prefix('"') {
         // A JSON string: decode escapes only when there are any.
         let s: std::borrow::Cow<'_, str> = if inner.contains('\\') {
@@ -69,21 +68,15 @@ pub fn deserialize_money_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<D
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
-    }
-
     #[test]
     fn strings_and_numbers_parse_exactly() {
-        assert_eq!(parse_money(&raw("\"12.90\"")).unwrap().to_string(), "12.90");
-        assert_eq!(parse_money(&raw("12.9")).unwrap().to_string(), "12.9");
-        assert_eq!(parse_money(&raw("0.1")).unwrap(), Decimal::new(1, 1));
-        assert_eq!(parse_money(&raw("-3")).unwrap(), Decimal::new(-3, 0));
-        assert_eq!(parse_money(&raw("1e2")).unwrap(), Decimal::new(100, 0));
+        assert_eq!(parse_money("\"12.90\"").unwrap().to_string(), "12.90");
+        assert_eq!(parse_money("12.9").unwrap().to_string(), "12.9");
+        assert_eq!(parse_money("0.1").unwrap(), Decimal::new(1, 1));
+        assert_eq!(parse_money("-3").unwrap(), Decimal::new(-3, 0));
+        assert_eq!(parse_money("1e2").unwrap(), Decimal::new(100, 0));
         assert_eq!(
-            parse_money(&raw("1234567890.123456789"))
-                .unwrap()
-                .to_string(),
+            parse_money("1234567890.123456789").unwrap().to_string(),
             "1234567890.123456789"
         );
     }
@@ -91,12 +84,12 @@ mod tests {
     #[test]
     fn rejects_comma_and_junk() {
         assert_eq!(
-            parse_money(&raw("\"12,90\"")).unwrap_err(),
+            parse_money("\"12,90\"").unwrap_err(),
             "invalid decimal \"12,90\""
         );
-        assert!(parse_money(&raw("\"\"")).is_err());
-        assert!(parse_money(&raw("\"NaN\"")).is_err());
-        assert!(parse_money(&raw("true")).is_err());
-        assert!(parse_money(&raw("\"1.2.3\"")).is_err());
+        assert!(parse_money("\"\"").is_err());
+        assert!(parse_money("\"NaN\"").is_err());
+        assert!(parse_money("true").is_err());
+        assert!(parse_money("\"1.2.3\"").is_err());
     }
 }
