@@ -102,6 +102,16 @@ impl Identity {
         Resolved { key, merge: None }
     }
 
+    /// Every link as `(anonymous_id, user_id, since)` (for checkpoints).
+    pub fn links(&self) -> impl Iterator<Item = (&Str, &Str, Timestamp)> {
+        self.links.iter().map(|(a, l)| (a, &l.user_id, l.since))
+    }
+
+    /// Restores a link written by [`links`](Self::links).
+    pub fn restore_link(&mut self, anonymous_id: Str, user_id: Str, since: Timestamp) {
+        self.links.insert(anonymous_id, Link { user_id, since });
+    }
+
     /// How many anonymous ids are linked.
     pub fn len(&self) -> usize {
         self.links.len()

@@ -64,6 +64,27 @@ pub fn deserialize_money_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<D
     })
 }
 
+/// Serde for decimals in checkpointed state: the 16-byte exact representation
+/// (`#[serde(with = "crate::money::exact")]`), which binary formats read back as written.
+pub mod exact {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the 16 bytes.
+    pub fn serialize<S: Serializer>(d: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&d.serialize())
+    }
+
+    /// Reads the 16 bytes.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let b = <&[u8]>::deserialize(d)?;
+        let b: [u8; 16] = b
+            .try_into()
+            .map_err(|_| serde::de::Error::custom("a decimal is 16 bytes"))?;
+        Ok(Decimal::deserialize(b))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

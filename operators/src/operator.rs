@@ -103,6 +103,14 @@ pub trait Operator: Send {
     /// Merges state exported from another key into `ctx.key()` (re-arming its timers).
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>);
 
+    /// Writes every key's state for a checkpoint: one `(key, bytes)` per key, in any
+    /// order. Timers are not part of it: the worker checkpoints the timer service.
+    fn snapshot(&self, out: &mut dyn FnMut(&str, Vec<u8>));
+
+    /// Restores one key's state written by [`snapshot`](Self::snapshot), without setting
+    /// timers (the worker restores those).
+    fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String>;
+
     /// How many keys hold state.
     fn key_count(&self) -> usize;
 }

@@ -99,6 +99,16 @@ impl Script {
         );
     }
 
+    /// Checkpoints the worker and restores it into a fresh one built by `operators`, as a
+    /// restart from a checkpoint would.
+    pub fn restart(&mut self, operators: Vec<Box<dyn Operator>>) {
+        let snap = self.worker.snapshot();
+        let mut fresh = Worker::new(operators, Holdout { holdout_bp: 0 });
+        let notes = fresh.restore(snap).expect("snapshot restores");
+        assert!(notes.is_empty(), "{notes:?}");
+        self.worker = fresh;
+    }
+
     /// Advances the pipeline clock.
     pub fn advance(&mut self, time: &str) {
         self.worker.advance(at(time), &mut self.out);

@@ -144,6 +144,42 @@ impl Serialize for Timestamp {
     }
 }
 
+/// Serde for timestamps in checkpointed state: integer nanoseconds, compact and exact
+/// (`#[serde(with = "crate::time::nanos")]`).
+pub mod nanos {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the nanoseconds.
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(t.0)
+    }
+
+    /// Reads the nanoseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        i64::deserialize(d).map(Timestamp)
+    }
+
+    /// The same for an optional timestamp.
+    pub mod opt {
+        use super::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes the nanoseconds, if any.
+        pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_some(&t.0),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads the nanoseconds, if any.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            Option::<i64>::deserialize(d).map(|o| o.map(Timestamp))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

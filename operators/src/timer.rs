@@ -37,6 +37,11 @@ impl TimerService {
         self.earliest = Some(self.earliest.map_or(due, |e| e.min(due)));
     }
 
+    /// Every pending timer as `(due, op, key, tag)`, in firing order (for checkpoints).
+    pub fn entries(&self) -> impl Iterator<Item = &(Timestamp, u16, CompactString, u64)> {
+        self.queue.iter()
+    }
+
     /// Cancels the timer `(op, key, tag)` set at `due`; false if there was none.
     pub fn cancel(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) -> bool {
         let removed = self.queue.remove(&(due, op, CompactString::from(key), tag));

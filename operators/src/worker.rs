@@ -4,11 +4,36 @@
 //! pipeline clock's advances; it hands back actions. No tokio, no wall clock, no I/O.
 
 use crate::action::{Action, OutputTopic};
-use crate::event::{Event, Interest};
+use crate::event::{Event, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
 use crate::policy::Holdout;
 use crate::time::Timestamp;
 use crate::timer::TimerService;
+
+/// A worker's state in a checkpoint.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The pipeline clock it had seen.
+    pub clock: Timestamp,
+    /// Pending timers.
+    pub timers: Vec<SavedTimer>,
+    /// Per operator (by name): every key's state bytes.
+    pub operators: Vec<(String, Vec<(Str, Vec<u8>)>)>,
+}
+
+/// A pending timer in a checkpoint: operators are named, not numbered, so a checkpoint
+/// survives a change in which triggers are enabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedTimer {
+    /// When it is due.
+    pub due: Timestamp,
+    /// The operator that set it.
+    pub operator: String,
+    /// Its key.
+    pub key: Str,
+    /// The operator's tag.
+    pub tag: u64,
+}
 
 /// One key's state across all operators, in transit between workers.
 pub type KeyStates = Vec<(u16, KeyState)>;
@@ -143,6 +168,64 @@ impl Worker {
     pub fn merge(&mut self, from: &str, into: &str, out: &mut Vec<Action>) {
         let states = self.export(from);
         self.import(into, states, out);
+    }
+
+    /// Everything this worker holds, for a checkpoint.
+    pub fn snapshot(&self) -> Snapshot {
+        let names: Vec<&'static str> = self.operators.iter().map(|o| o.name()).collect();
+        Snapshot {
+            clock: self.clock,
+            timers: self
+                .timers
+                .entries()
+                .map(|(due, op, key, tag)| SavedTimer {
+                    due: *due,
+                    operator: names[usize::from(*op)].to_owned(),
+                    key: key.clone(),
+                    tag: *tag,
+                })
+                .collect(),
+            operators: self
+                .operators
+                .iter()
+                .map(|op| {
+                    let mut keys = Vec::with_capacity(op.key_count());
+                    op.snapshot(&mut |k, bytes| keys.push((Str::from(k), bytes)));
+                    (op.name().to_owned(), keys)
+                })
+                .collect(),
+        }
+    }
+
+    /// Restores a snapshot into this (fresh) worker. State of an operator that is no
+    /// longer configured is dropped and named in the returned notes.
+    pub fn restore(&mut self, snap: Snapshot) -> Result<Vec<String>, String> {
+        let mut notes = Vec::new();
+        let names: Vec<&'static str> = self.operators.iter().map(|o| o.name()).collect();
+        let index = |name: &str| names.iter().position(|n| *n == name);
+        let mut timers = Vec::with_capacity(snap.timers.len());
+        for t in snap.timers {
+            match index(&t.operator) {
+                Some(i) => timers.push((t.due, i as u16, t.key, t.tag)),
+                None => notes.push(format!("timer of operator {} dropped", t.operator)),
+            }
+        }
+        for (name, keys) in snap.operators {
+            let Some(i) = index(&name) else {
+                notes.push(format!("state of operator {name} dropped: not configured"));
+                continue;
+            };
+            for (key, bytes) in keys {
+                self.operators[i]
+                    .restore(&key, &bytes)
+                    .map_err(|e| format!("{name} state of key {key:?}: {e}"))?;
+            }
+        }
+        for (due, op, key, tag) in timers {
+            self.timers.set(op, &key, tag, due);
+        }
+        self.clock = snap.clock;
+        Ok(notes)
     }
 
     /// Timers pending.

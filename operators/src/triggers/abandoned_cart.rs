@@ -9,7 +9,7 @@
 use compact_str::CompactString;
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -66,14 +66,15 @@ pub struct AbandonedCart {
 }
 
 /// One customer's carts and cooldown.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 struct Customer {
     carts: Vec<Cart>,
+    #[serde(with = "crate::time::nanos::opt")]
     last_fired: Option<Timestamp>,
     anonymous_id: Option<CompactString>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Cart {
     /// `cart_id`, or the customer key for the default cart.
     id: CompactString,
@@ -81,17 +82,21 @@ struct Cart {
     named: bool,
     lines: Vec<Line>,
     currency: Option<CompactString>,
+    #[serde(with = "crate::time::nanos")]
     first_activity: Timestamp,
+    #[serde(with = "crate::time::nanos")]
     last_activity: Timestamp,
     notified: bool,
     /// The instant its timer is set at, while one is: at or before the deadline (a timer
     /// that fires early re-arms at the deadline).
+    #[serde(with = "crate::time::nanos::opt")]
     armed: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Line {
     item_id: CompactString,
+    #[serde(with = "crate::money::exact")]
     price: Decimal,
     quantity: u64,
 }
@@ -411,6 +416,21 @@ impl Operator for AbandonedCart {
         }
     }
 
+    fn snapshot(&self, out: &mut dyn FnMut(&str, Vec<u8>)) {
+        for (key, customer) in &self.customers {
+            // A struct of strings, numbers and decimals always encodes.
+            if let Ok(bytes) = postcard::to_allocvec(customer) {
+                out(key, bytes);
+            }
+        }
+    }
+
+    fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        let customer: Customer = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        self.customers.insert(key.into(), customer);
+        Ok(())
+    }
+
     fn key_count(&self) -> usize {
         self.customers.len()
     }
@@ -443,6 +463,35 @@ mod tests {
         assert_eq!(a.payload["last_activity_at"], "2026-11-20T10:00:00Z");
         assert_eq!(a.reason, "cart c1 idle 30m, value 25.90 CNY");
         assert_eq!(a.action_id, action_id(NAME, "1", "c1", at("10:30:00")));
+    }
+
+    #[test]
+    fn a_restart_from_a_checkpoint_fires_at_the_original_deadline() {
+        let build = || -> Vec<Box<dyn Operator>> {
+            vec![Box::new(AbandonedCart::new(&AbandonedCartConfig::default()))]
+        };
+        let mut s = script();
+        s.click("m-1", "10:00:00", r#""type":"add_to_cart","cart_id":"c1","currency":"CNY","items":[{"item_id":"a","price":"12.90","quantity":2}]"#);
+        s.click("m-2", "10:05:00", r#""type":"add_to_cart","items":[{"item_id":"b","price":"1.05"}]"#);
+        s.advance("10:31:00");
+        assert_eq!(s.actions().len(), 1, "m-1's cart fired before the restart");
+        s.click("m-1", "10:32:00", r#""type":"view_cart","cart_id":"c1""#);
+        s.restart(build());
+        s.restart(build());
+        s.advance("12:00:00");
+        let fired: Vec<_> = s
+            .actions()
+            .iter()
+            .map(|a| (a.customer_id.clone().unwrap(), a.fired_at, a.payload["value"].clone()))
+            .collect();
+        assert_eq!(
+            fired,
+            vec![
+                ("m-1".into(), at("10:30:00"), "25.80".into()),
+                ("m-2".into(), at("10:35:00"), "1.05".into()),
+            ],
+            "m-1 is in cooldown after its re-armed cart; m-2 fires at its original deadline"
+        );
     }
 
     #[test]
