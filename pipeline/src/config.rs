@@ -30,6 +30,46 @@ pub struct Config {
     pub triggers: TriggersConfig,
     /// `[policy]`.
     pub policy: PolicyConfig,
+    /// `[checkpoint]`: snapshots for crash recovery.
+    pub checkpoint: CheckpointConfig,
+}
+
+/// `[checkpoint]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointConfig {
+    /// Whether to checkpoint at all (and to resume from checkpoints on start).
+    pub enabled: bool,
+    /// Seconds of wall time between checkpoints (and one at a clean stop).
+    pub interval_secs: f64,
+    /// Where: a directory or `file:///dir`; empty means `<data_dir>/checkpoints`.
+    pub url: String,
+    /// How many complete checkpoints to keep.
+    pub keep: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            enabled: true,
+            interval_secs: 10.0,
+            url: String::new(),
+            keep: 3,
+        }
+    }
+}
+
+impl CheckpointConfig {
+    /// The store location, resolving the default against `data_dir`.
+    pub fn location(&self, data_dir: &std::path::Path) -> String {
+        if self.url.is_empty() {
+            crate::checkpoint::Store::default_dir(data_dir)
+                .display()
+                .to_string()
+        } else {
+            self.url.clone()
+        }
+    }
 }
 
 /// Which transport holds the topics.
@@ -228,6 +268,19 @@ impl Config {
         }
         if t.kind == TransportKind::Embedded && t.worker_count > 1 {
             p.push("transport.worker_count: the embedded log runs in one process; use 1".into());
+        }
+        let c = &self.checkpoint;
+        if c.enabled && !(c.interval_secs.is_finite() && c.interval_secs > 0.0) {
+            p.push("checkpoint.interval_secs: must be a positive number of seconds".into());
+        }
+        if c.enabled && c.keep == 0 {
+            p.push("checkpoint.keep: must be at least 1".into());
+        }
+        if c.enabled && c.url.contains("://") && !c.url.starts_with("file://") {
+            p.push(format!(
+                "checkpoint.url: {:?}: only local directories (a path or file:///...) are supported by this build",
+                c.url
+            ));
         }
         if self.log.segment_bytes < 4096 {
             p.push("log.segment_bytes: must be at least 4096".into());

@@ -39,6 +39,12 @@ pub struct Metrics {
     pub input_offset: IntGaugeVec,
     /// `footfall_up`: 1 while the pipeline runs.
     pub up: IntGauge,
+    /// `footfall_checkpoint_duration_seconds`: barrier to manifest written.
+    pub checkpoint_duration: Histogram,
+    /// `footfall_checkpoint_bytes`: size of the last checkpoint.
+    pub checkpoint_bytes: IntGauge,
+    /// `footfall_last_checkpoint_timestamp_seconds`: wall time of the last checkpoint.
+    pub last_checkpoint: prometheus::Gauge,
 }
 
 fn build() -> Metrics {
@@ -115,6 +121,24 @@ fn build() -> Metrics {
     )
     .expect("metric definition");
     let up = IntGauge::new("footfall_up", "1 while the pipeline runs.").expect("metric definition");
+    let checkpoint_duration = Histogram::with_opts(
+        prometheus::HistogramOpts::new(
+            "footfall_checkpoint_duration_seconds",
+            "Time from a checkpoint barrier to its manifest being written.",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
+    )
+    .expect("metric definition");
+    let checkpoint_bytes = IntGauge::new(
+        "footfall_checkpoint_bytes",
+        "Size of the last complete checkpoint.",
+    )
+    .expect("metric definition");
+    let last_checkpoint = prometheus::Gauge::new(
+        "footfall_last_checkpoint_timestamp_seconds",
+        "Wall time (Unix seconds) the last complete checkpoint was written.",
+    )
+    .expect("metric definition");
     for m in [
         Box::new(timers_pending.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(state_keys.clone()),
@@ -123,6 +147,9 @@ fn build() -> Metrics {
         Box::new(latency.clone()),
         Box::new(input_offset.clone()),
         Box::new(up.clone()),
+        Box::new(checkpoint_duration.clone()),
+        Box::new(checkpoint_bytes.clone()),
+        Box::new(last_checkpoint.clone()),
     ] {
         registry.register(m).expect("unique metric");
     }
@@ -140,6 +167,9 @@ fn build() -> Metrics {
         latency,
         input_offset,
         up,
+        checkpoint_duration,
+        checkpoint_bytes,
+        last_checkpoint,
     }
 }
 

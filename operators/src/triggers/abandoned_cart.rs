@@ -468,11 +468,17 @@ mod tests {
     #[test]
     fn a_restart_from_a_checkpoint_fires_at_the_original_deadline() {
         let build = || -> Vec<Box<dyn Operator>> {
-            vec![Box::new(AbandonedCart::new(&AbandonedCartConfig::default()))]
+            vec![Box::new(
+                AbandonedCart::new(&AbandonedCartConfig::default()),
+            )]
         };
         let mut s = script();
         s.click("m-1", "10:00:00", r#""type":"add_to_cart","cart_id":"c1","currency":"CNY","items":[{"item_id":"a","price":"12.90","quantity":2}]"#);
-        s.click("m-2", "10:05:00", r#""type":"add_to_cart","items":[{"item_id":"b","price":"1.05"}]"#);
+        s.click(
+            "m-2",
+            "10:05:00",
+            r#""type":"add_to_cart","items":[{"item_id":"b","price":"1.05"}]"#,
+        );
         s.advance("10:31:00");
         assert_eq!(s.actions().len(), 1, "m-1's cart fired before the restart");
         s.click("m-1", "10:32:00", r#""type":"view_cart","cart_id":"c1""#);
@@ -482,7 +488,13 @@ mod tests {
         let fired: Vec<_> = s
             .actions()
             .iter()
-            .map(|a| (a.customer_id.clone().unwrap(), a.fired_at, a.payload["value"].clone()))
+            .map(|a| {
+                (
+                    a.customer_id.clone().unwrap(),
+                    a.fired_at,
+                    a.payload["value"].clone(),
+                )
+            })
             .collect();
         assert_eq!(
             fired,

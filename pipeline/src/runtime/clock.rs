@@ -67,6 +67,19 @@ impl Clock {
         }
     }
 
+    /// The clock and each partition's largest event time (for checkpoints).
+    pub fn export(&self) -> (Timestamp, Vec<Option<Timestamp>>) {
+        (self.clock, self.parts.iter().map(|p| p.max_ts).collect())
+    }
+
+    /// Restores what [`export`](Self::export) wrote.
+    pub fn restore(&mut self, clock: Timestamp, max_ts: &[Option<Timestamp>]) {
+        self.clock = clock;
+        for (p, m) in self.parts.iter_mut().zip(max_ts) {
+            p.max_ts = *m;
+        }
+    }
+
     /// The clock.
     pub fn now(&self) -> Timestamp {
         self.clock

@@ -31,7 +31,11 @@ impl Dedupe {
 
     /// Records `message_id` at `ts`; false if it was already seen.
     pub fn first_time(&mut self, message_id: &str, ts: Timestamp) -> bool {
-        let h = xxh3_128(message_id.as_bytes());
+        self.first_time_hash(message_hash(message_id), ts)
+    }
+
+    /// [`first_time`](Self::first_time) for a `message_id` already hashed.
+    pub fn first_time_hash(&mut self, h: u128, ts: Timestamp) -> bool {
         if !self.seen.insert(h) {
             return false;
         }
@@ -58,6 +62,26 @@ impl Dedupe {
         }
         true
     }
+}
+
+impl Dedupe {
+    /// The window's buckets, oldest first (for checkpoints).
+    pub fn buckets(&self) -> Vec<(i64, Vec<u128>)> {
+        self.buckets.iter().cloned().collect()
+    }
+
+    /// Restores buckets written by [`buckets`](Self::buckets).
+    pub fn restore(&mut self, buckets: Vec<(i64, Vec<u128>)>) {
+        for (_, ids) in &buckets {
+            self.seen.extend(ids.iter().copied());
+        }
+        self.buckets = buckets.into();
+    }
+}
+
+/// The hash a `message_id` is remembered by.
+pub fn message_hash(message_id: &str) -> u128 {
+    xxh3_128(message_id.as_bytes())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! keeps the pipeline clock; worker `i` owns the keys that hash to partition `i`. Every
 //! channel is bounded, so a slow sink slows the sources.
 
+pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;
 pub mod sequencer;
@@ -28,9 +29,12 @@ use footfall_operators::worker::Worker;
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+use crate::checkpoint::Store;
 use crate::config::Config;
 use crate::log::{Log, LogError};
+use checkpointer::Checkpointer;
 use clock::{Clock, Mode};
+use dedupe::Dedupe;
 use sink::Sinks;
 use source::{Pacer, Source, SourceMsg};
 use stats::Stats;
@@ -77,6 +81,9 @@ pub enum RuntimeError {
     /// A task of the runtime failed.
     #[error("runtime task failed: {0}")]
     Task(String),
+    /// The checkpoint store cannot be used, or a checkpoint does not fit this config.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// Runs the pipeline over the topics in `log` until the input is exhausted (replay) or
@@ -120,27 +127,76 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     for w in cfg.warnings() {
         info!(note = %w, "config");
     }
-    let sinks = Arc::new(Sinks::open(log, n)?);
+    let store = match cfg.checkpoint.enabled {
+        true => Some(
+            Store::open(&cfg.checkpoint.location(log.dir()), cfg.checkpoint.keep)
+                .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+        ),
+        false => None,
+    };
+    let restored = match &store {
+        Some(s) => s
+            .load_newest()
+            .await
+            .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+        None => None,
+    };
+    if let Some((m, _)) = &restored
+        && m.workers != n
+    {
+        return Err(RuntimeError::Checkpoint(format!(
+            "checkpoint {} has {} partition workers but transport.partitions is {n}; \
+             start with the same partition count (or checkpoint.enabled = false)",
+            m.id, m.workers
+        )));
+    }
+    let (manifest, mut data) = match restored {
+        Some((m, d)) => (Some(m), Some(d)),
+        None => (None, None),
+    };
+    let sinks = Arc::new(Sinks::open(
+        log,
+        n,
+        manifest.as_ref().map(|m| m.outputs.as_slice()),
+    )?);
     let stats = Arc::new(Stats::default());
 
     let interest =
         Worker::new(triggers::build(&cfg.triggers), Holdout { holdout_bp: 0 }).interest();
     let mut sources = Vec::new();
+    let mut inputs = Vec::new();
+    let mut held = Vec::new();
     for topic in Topic::ALL {
         let Some(parts) = log.partitions(topic.name())? else {
             continue;
         };
         for p in 0..parts {
+            let saved = data.as_ref().and_then(|d| {
+                d.sequencer
+                    .sources
+                    .iter()
+                    .find(|s| s.topic == topic.name() && s.partition == p)
+            });
+            let start = saved.map_or(0, |s| s.next_offset);
+            held.push(match saved {
+                Some(s) => checkpointer::read_held(log, s)?,
+                None => Vec::new(),
+            });
             sources.push(Source {
                 src: sources.len(),
                 topic,
                 partition: p,
-                reader: log.reader(topic.name(), p, 0)?,
+                reader: log.reader(topic.name(), p, start)?,
                 batch_records: cfg.runtime.batch_records,
-                dedupe_window_secs: cfg.runtime.dedupe_window_secs,
-                // Records are a few hundred bytes: a size hint for the dedupe set.
-                expected_records: log.stored_bytes(topic.name(), p)? / 256,
                 interest,
+            });
+            // Records are a few hundred bytes: a size hint for the dedupe set.
+            let expected = (log.stored_bytes(topic.name(), p)? / 256) as usize;
+            inputs.push(sequencer::Input {
+                topic,
+                partition: p,
+                next_offset: start,
+                dedupe: Dedupe::new(cfg.runtime.dedupe_window_secs, expected),
             });
         }
     }
@@ -151,9 +207,18 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let holdout = Holdout {
         holdout_bp: cfg.policy.holdout_bp,
     };
-    for _ in 0..n {
+    for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
-        let worker = Worker::new(triggers::build(&cfg.triggers), holdout);
+        let mut worker = Worker::new(triggers::build(&cfg.triggers), holdout);
+        if let Some(d) = &mut data {
+            let snap = std::mem::take(&mut d.workers[i]);
+            let notes = worker
+                .restore(snap)
+                .map_err(|e| RuntimeError::Checkpoint(format!("worker {i}: {e}")))?;
+            for note in notes {
+                info!(worker = i, note, "checkpoint restore");
+            }
+        }
         worker_tasks.push(tokio::spawn(shard::run(
             worker,
             rx,
@@ -170,7 +235,22 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         Duration::from_secs(cfg.clock.idle_timeout_secs),
         Instant::now(),
     );
-    let mut seq = sequencer::Sequencer::new(clock, sources.len(), worker_txs, stats.clone());
+    let mut seq =
+        sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone());
+    if let (Some(m), Some(d)) = (&manifest, &data) {
+        seq.restore(&d.sequencer, held);
+        info!(checkpoint = m.id, clock = %m.clock, "resuming from checkpoint");
+    }
+    let mut ckpt = match &store {
+        Some(s) => Some(Checkpointer::new(
+            s.clone(),
+            Duration::from_secs_f64(cfg.checkpoint.interval_secs),
+            s.next_id()
+                .await
+                .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+        )),
+        None => None,
+    };
     let pacer = opts.rate.map(|r| Arc::new(Pacer::new(r)));
 
     let mut source_tasks = Vec::new();
@@ -186,7 +266,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                     opts.mode,
                     true,
                     tx,
-                    sinks.clone(),
                     stats.clone(),
                     pacer.clone(),
                     opts.shutdown.clone(),
@@ -199,7 +278,13 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             while let Some(src) = seq.clock().laggard() {
                 match rxs[src].recv().await {
                     Some(msg) => {
-                        if let Err(e) = seq.on_msg(msg).await {
+                        let mut step = seq.on_msg(msg).await;
+                        if step.is_ok()
+                            && let Some(c) = &mut ckpt
+                        {
+                            step = c.maybe(&mut seq, &sinks, false).await;
+                        }
+                        if let Err(e) = step {
                             r = Err(e);
                             break;
                         }
@@ -213,6 +298,11 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                     Err(e) => r = Err(e),
                 }
             }
+            if r.is_ok()
+                && let Some(c) = &mut ckpt
+            {
+                r = c.maybe(&mut seq, &sinks, true).await;
+            }
             r
         }
         Mode::Live => {
@@ -222,7 +312,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                     opts.mode,
                     opts.exit_at_end,
                     tx.clone(),
-                    sinks.clone(),
                     stats.clone(),
                     pacer.clone(),
                     opts.shutdown.clone(),
@@ -244,8 +333,19 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                             break;
                         }
                     },
-                    _ = tick.tick() => seq.release(Instant::now()).await,
-                    _ = shutdown.changed() => break,
+                    _ = tick.tick() => match seq.release(Instant::now()).await {
+                        Ok(()) => match &mut ckpt {
+                            Some(c) => c.maybe(&mut seq, &sinks, false).await,
+                            None => Ok(()),
+                        },
+                        Err(e) => Err(e),
+                    },
+                    _ = shutdown.changed() => {
+                        if let Some(c) = &mut ckpt {
+                            r = c.maybe(&mut seq, &sinks, true).await;
+                        }
+                        break;
+                    }
                 };
                 if let Err(e) = step {
                     r = Err(e);
@@ -258,6 +358,9 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     };
     let clock_end = seq.clock().now();
     drop(seq);
+    if let Some(c) = &mut ckpt {
+        c.wait().await;
+    }
 
     let mut state_keys: Vec<(&'static str, usize)> = Vec::new();
     let mut timers_pending = 0;
@@ -291,8 +394,12 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     if let Some(e) = first_error {
         return Err(e);
     }
-    if result.is_err() {
-        return Err(RuntimeError::Task("a partition worker stopped".into()));
+    match result {
+        Err(sequencer::WorkerGone::Log(e)) => return Err(RuntimeError::Log(e)),
+        Err(sequencer::WorkerGone::Hungup) => {
+            return Err(RuntimeError::Task("a partition worker stopped".into()));
+        }
+        Ok(()) => {}
     }
     sinks.sync()?;
     Ok(Summary {

@@ -17,10 +17,16 @@ use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
+use footfall_operators::worker::Snapshot;
+
 use super::clock::Clock;
+use super::dedupe::Dedupe;
 use super::shard::Work;
-use super::source::SourceMsg;
+use super::sink::Sinks;
+use super::source::{Decoded, SourceMsg};
 use super::stats::Stats;
+use crate::checkpoint::{SequencerState, SourceState};
+use crate::log::LogError;
 use crate::metrics;
 
 struct Pending {
@@ -43,9 +49,23 @@ impl Held {
     }
 }
 
+/// What the sequencer knows of one input partition besides its held events.
+pub struct Input {
+    /// Topic.
+    pub topic: Topic,
+    /// Partition.
+    pub partition: u32,
+    /// The offset after the last record taken in.
+    pub next_offset: u64,
+    /// `message_id`s seen within the dedupe window.
+    pub dedupe: Dedupe,
+}
+
 /// The sequencer's state.
 pub struct Sequencer {
     clock: Clock,
+    inputs: Vec<Input>,
+    sinks: Arc<Sinks>,
     held: Vec<Held>,
     identity: Identity,
     workers: Vec<mpsc::Sender<Vec<Work>>>,
@@ -54,22 +74,30 @@ pub struct Sequencer {
     stats: Arc<Stats>,
 }
 
-/// The workers hung up: one of them failed.
+/// Why the sequencer stopped.
 #[derive(Debug)]
-pub struct WorkerGone;
+pub enum WorkerGone {
+    /// The workers hung up: one of them failed.
+    Hungup,
+    /// Writing dead letters failed.
+    Log(LogError),
+}
 
 impl Sequencer {
     /// A sequencer feeding `workers` under `clock`.
     pub fn new(
         clock: Clock,
-        sources: usize,
+        inputs: Vec<Input>,
+        sinks: Arc<Sinks>,
         workers: Vec<mpsc::Sender<Vec<Work>>>,
         stats: Arc<Stats>,
     ) -> Self {
         let n = workers.len();
         Sequencer {
             clock,
-            held: (0..sources).map(|_| Held::default()).collect(),
+            held: (0..inputs.len()).map(|_| Held::default()).collect(),
+            inputs,
+            sinks,
             identity: Identity::default(),
             workers,
             pending: (0..n).map(|_| Vec::new()).collect(),
@@ -87,8 +115,21 @@ impl Sequencer {
     pub async fn on_msg(&mut self, msg: SourceMsg) -> Result<(), WorkerGone> {
         let now = self.clock.now();
         let mut late = 0u64;
+        let input = &mut self.inputs[msg.src];
+        input.next_offset = msg.next_offset;
+        if !msg.dead.is_empty() {
+            self.sinks
+                .write_deadletters(input.partition, &msg.dead)
+                .map_err(WorkerGone::Log)?;
+        }
+        let topic = input.topic;
+        let mut dups = 0u64;
         for d in msg.events {
             let ts = d.event.timestamp;
+            if !self.inputs[msg.src].dedupe.first_time_hash(d.id, ts) {
+                dups += 1;
+                continue;
+            }
             self.clock.observe(msg.src, ts, msg.read_at);
             if ts < now {
                 // Late: applied at once; timers that already fired stay fired.
@@ -105,7 +146,11 @@ impl Sequencer {
                 });
             }
         }
-        for &(ts, topic) in &msg.skipped {
+        for &(ts, id) in &msg.skipped {
+            if !self.inputs[msg.src].dedupe.first_time_hash(id, ts) {
+                dups += 1;
+                continue;
+            }
             self.clock.observe(msg.src, ts, msg.read_at);
             if ts < now {
                 late += 1;
@@ -117,6 +162,13 @@ impl Sequencer {
         }
         if late > 0 {
             self.stats.late(late);
+        }
+        if dups > 0 {
+            self.stats.duplicates_seen(dups);
+            metrics::get()
+                .duplicates
+                .with_label_values(&[topic.name()])
+                .inc_by(dups);
         }
         self.clock.caught_up(msg.src, msg.caught_up);
         if msg.eof {
@@ -211,7 +263,10 @@ impl Sequencer {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.pending[w], Vec::with_capacity(1024));
-        self.workers[w].send(batch).await.map_err(|_| WorkerGone)
+        self.workers[w]
+            .send(batch)
+            .await
+            .map_err(|_| WorkerGone::Hungup)
     }
 
     async fn flush(&mut self) -> Result<(), WorkerGone> {
@@ -219,6 +274,79 @@ impl Sequencer {
             self.send(w).await?;
         }
         Ok(())
+    }
+
+    /// Takes a checkpoint barrier: returns the sequencer's state, and a receiver per
+    /// worker for its state, which each worker sends once it has applied (and written
+    /// the actions of) everything before the barrier.
+    pub async fn barrier(
+        &mut self,
+    ) -> Result<(SequencerState, Vec<oneshot::Receiver<Snapshot>>), WorkerGone> {
+        let (clock, max_ts) = self.clock.export();
+        let state = SequencerState {
+            clock,
+            sources: self
+                .inputs
+                .iter()
+                .zip(&self.held)
+                .zip(max_ts)
+                .map(|((input, held), max_ts)| SourceState {
+                    topic: input.topic.name().to_owned(),
+                    partition: input.partition,
+                    next_offset: input.next_offset,
+                    max_ts,
+                    held: held.0.iter().map(|p| p.order.3).collect(),
+                    dedupe: input.dedupe.buckets(),
+                })
+                .collect(),
+            links: self
+                .identity
+                .links()
+                .map(|(a, u, t)| (a.clone(), u.clone(), t))
+                .collect(),
+        };
+        let mut replies = Vec::new();
+        for q in &mut self.pending {
+            let (reply, rx) = oneshot::channel();
+            q.push(Work::Snapshot { reply });
+            replies.push(rx);
+        }
+        self.flush().await?;
+        Ok((state, replies))
+    }
+
+    /// Restores the state of a checkpoint; `held` are the events it still held, re-read
+    /// from the log, per input.
+    pub fn restore(&mut self, state: &SequencerState, held: Vec<Vec<Decoded>>) {
+        let max_ts: Vec<Option<Timestamp>> = self
+            .inputs
+            .iter()
+            .map(|i| {
+                state
+                    .sources
+                    .iter()
+                    .find(|s| s.topic == i.topic.name() && s.partition == i.partition)
+                    .and_then(|s| s.max_ts)
+            })
+            .collect();
+        self.clock.restore(state.clock, &max_ts);
+        self.sent_clock = state.clock;
+        for (input, s) in self.inputs.iter_mut().zip(&state.sources) {
+            debug_assert!(input.topic.name() == s.topic && input.partition == s.partition);
+            input.dedupe.restore(s.dedupe.clone());
+        }
+        for (anon, user, since) in &state.links {
+            self.identity
+                .restore_link(anon.clone(), user.clone(), *since);
+        }
+        for (src, events) in held.into_iter().enumerate() {
+            for d in events {
+                self.held[src].push(Pending {
+                    order: (d.event.timestamp, d.topic, d.partition, d.offset),
+                    event: d.event,
+                });
+            }
+        }
     }
 
     /// End of a replay: moves the clock to `until` (default: the largest event time read),

@@ -7,7 +7,7 @@ use std::time::Instant;
 use footfall_operators::action::Action;
 use footfall_operators::event::{Event, Str};
 use footfall_operators::time::Timestamp;
-use footfall_operators::worker::{KeyStates, Worker};
+use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
 use super::sink::Sinks;
@@ -46,6 +46,11 @@ pub enum Work {
         key: Str,
         /// Where it goes.
         reply: oneshot::Sender<KeyStates>,
+    },
+    /// A checkpoint barrier: write out held actions, then send the worker's state.
+    Snapshot {
+        /// Where the state goes.
+        reply: oneshot::Sender<Snapshot>,
     },
     /// Merge state exported by another worker into `key`.
     Import {
@@ -144,6 +149,13 @@ pub async fn run(
                 Work::Merge { from, into } => {
                     worker.merge(&from, &into, &mut p.actions);
                     Instant::now()
+                }
+                Work::Snapshot { reply } => {
+                    // Actions of events before the barrier are in the log before the
+                    // state that says they fired is in a checkpoint.
+                    p.emit()?;
+                    let _ = reply.send(worker.snapshot());
+                    continue;
                 }
                 Work::Export { key, reply } => {
                     let _ = reply.send(worker.export(&key));

@@ -53,8 +53,13 @@ fn identity(payload: &[u8]) -> Option<u128> {
 
 impl Sinks {
     /// Creates (if needed) and opens every output topic with `partitions` partitions,
-    /// reading back what each already holds.
-    pub fn open(log: &Log, partitions: u32) -> Result<Self, LogError> {
+    /// reading back what each already holds: everything, or with `since` (a checkpoint's
+    /// output positions) what was appended after the checkpoint.
+    pub fn open(
+        log: &Log,
+        partitions: u32,
+        since: Option<&[(String, Vec<u64>)]>,
+    ) -> Result<Self, LogError> {
         let mut topics = Vec::new();
         for t in OutputTopic::ALL {
             let n = log.create_topic(t.name(), partitions)?;
@@ -62,7 +67,11 @@ impl Sinks {
             for p in 0..n {
                 let writer = log.writer(t.name(), p)?;
                 let mut written = FxHashSet::default();
-                let mut reader = log.reader(t.name(), p, 0)?;
+                let from = since
+                    .and_then(|s| s.iter().find(|(name, _)| name == t.name()))
+                    .and_then(|(_, offsets)| offsets.get(p as usize).copied())
+                    .unwrap_or(0);
+                let mut reader = log.reader(t.name(), p, from)?;
                 let mut batch = Batch::default();
                 while reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
                     written.extend(batch.iter().filter_map(|(_, b)| identity(b)));
@@ -127,6 +136,18 @@ impl Sinks {
             slot.writer.append(&bytes)?;
         }
         slot.writer.flush()
+    }
+
+    /// Each output topic's partitions' end offsets.
+    pub fn positions(&self) -> Vec<(String, Vec<u64>)> {
+        OutputTopic::ALL
+            .iter()
+            .zip(&self.topics)
+            .map(|(t, slots)| {
+                let ends = slots.iter().map(|s| lock(s).writer.next_offset()).collect();
+                (t.name().to_owned(), ends)
+            })
+            .collect()
     }
 
     /// Forces everything written to disk.

@@ -13,8 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use super::clock::Mode;
-use super::dedupe::Dedupe;
-use super::sink::Sinks;
+use super::dedupe::message_hash;
 use super::stats::Stats;
 use crate::log::{Batch, PartitionReader};
 use crate::metrics;
@@ -29,6 +28,8 @@ pub struct Decoded {
     pub offset: u64,
     /// The event, boxed: it moves through several queues and is large.
     pub event: Box<Event>,
+    /// Hash of its `message_id`, for dedupe.
+    pub id: u128,
 }
 
 /// What a source hands the sequencer.
@@ -37,9 +38,14 @@ pub struct SourceMsg {
     pub src: usize,
     /// Valid, first-time events some operator consumes, in offset order.
     pub events: Vec<Decoded>,
-    /// Event times of valid, first-time events no operator consumes: they move the clock
-    /// and count as late like any other, but go no further.
-    pub skipped: Vec<(Timestamp, Topic)>,
+    /// Valid events no operator consumes, as (event time, `message_id` hash): they move
+    /// the clock, count as late and are deduplicated like any other, but go no further.
+    pub skipped: Vec<(Timestamp, u128)>,
+    /// Records that cannot be used, for `deadletter` (written by the sequencer, in order
+    /// with checkpoints).
+    pub dead: Vec<DeadLetter>,
+    /// The offset after the last record of this message.
+    pub next_offset: u64,
     /// The source has read everything there is for now.
     pub caught_up: bool,
     /// Replay: the source's input is exhausted; no more messages follow.
@@ -84,10 +90,6 @@ pub struct Source {
     pub reader: PartitionReader,
     /// Records per batch.
     pub batch_records: usize,
-    /// Dedupe window, seconds of event time.
-    pub dedupe_window_secs: u64,
-    /// About how many records the partition holds.
-    pub expected_records: u64,
     /// The event types to route on.
     pub interest: Interest,
 }
@@ -100,7 +102,6 @@ impl Source {
         mode: Mode,
         exit_at_end: bool,
         tx: mpsc::Sender<SourceMsg>,
-        sinks: Arc<Sinks>,
         stats: Arc<Stats>,
         pacer: Option<Arc<Pacer>>,
         mut shutdown: watch::Receiver<bool>,
@@ -108,10 +109,8 @@ impl Source {
         let m = metrics::get();
         let topic_name = self.topic.name();
         let read_counter = m.events_read.with_label_values(&[topic_name]);
-        let dup_counter = m.duplicates.with_label_values(&[topic_name]);
         let part_label = self.partition.to_string();
         let offset_gauge = m.input_offset.with_label_values(&[topic_name, &part_label]);
-        let mut dedupe = Dedupe::new(self.dedupe_window_secs, self.expected_records as usize);
         let mut batch = Batch::default();
         let mut announced_caught_up = false;
         let batch_records = if pacer.is_some() {
@@ -153,20 +152,20 @@ impl Source {
             let now = Timestamp::now();
             let mut events = Vec::with_capacity(n);
             let mut skipped = Vec::new();
-            let (mut dups, mut dead) = (0u64, Vec::new());
+            let mut dead = Vec::new();
             for (offset, bytes) in batch.iter() {
                 match decode(self.topic, bytes, now) {
                     Ok(event) => {
-                        if !dedupe.first_time(&event.message_id, event.timestamp) {
-                            dups += 1;
-                        } else if !self.interest.wants(&event.kind) {
-                            skipped.push((event.timestamp, self.topic));
+                        let id = message_hash(&event.message_id);
+                        if !self.interest.wants(&event.kind) {
+                            skipped.push((event.timestamp, id));
                         } else {
                             events.push(Decoded {
                                 topic: self.topic,
                                 partition: self.partition,
                                 offset,
                                 event: Box::new(event),
+                                id,
                             });
                         }
                     }
@@ -190,14 +189,11 @@ impl Source {
                 }
             }
             read_counter.inc_by(n as u64);
-            dup_counter.inc_by(dups);
             offset_gauge.set(self.reader.position() as i64);
-            stats.read(self.topic, n as u64, dead.len() as u64, dups);
-            if !dead.is_empty() {
-                sinks.write_deadletters(self.partition, &dead)?;
-            }
+            stats.read(self.topic, n as u64, dead.len() as u64, 0);
             let mut msg = self.msg(events, false, false);
             msg.skipped = skipped;
+            msg.dead = dead;
             if tx.send(msg).await.is_err() {
                 return Ok(());
             }
@@ -209,6 +205,8 @@ impl Source {
             src: self.src,
             events,
             skipped: Vec::new(),
+            dead: Vec::new(),
+            next_offset: self.reader.position(),
             caught_up,
             eof,
             read_at: Instant::now(),

@@ -24,6 +24,10 @@ pub struct Stats {
 const SAMPLES: usize = 3;
 
 impl Stats {
+    pub(crate) fn duplicates_seen(&self, dups: u64) {
+        self.duplicates.fetch_add(dups, Ordering::Relaxed);
+    }
+
     pub(crate) fn read(&self, topic: Topic, n: u64, dead: u64, dups: u64) {
         let i = Topic::ALL.iter().position(|&t| t == topic).unwrap_or(0);
         self.read[i].fetch_add(n, Ordering::Relaxed);

@@ -1,0 +1,353 @@
+//! Where checkpoints live: an `object_store` location (a local directory by default),
+//! one prefix per checkpoint, the manifest written last.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use footfall_operators::time::Timestamp;
+use futures_util::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::format::{self, CheckpointData};
+
+/// A checkpoint store that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The URL names a store this build cannot reach.
+    #[error(
+        "checkpoint url {0:?}: only local directories (a path or file:///...) are supported by this build"
+    )]
+    Unsupported(String),
+    /// The store failed.
+    #[error("checkpoint store: {0}")]
+    Store(#[from] object_store::Error),
+    /// The directory could not be created.
+    #[error("checkpoint directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A checkpoint could not be encoded.
+    #[error("encoding a checkpoint: {0}")]
+    Encode(String),
+}
+
+/// A file of a checkpoint, as its manifest lists it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Name within the checkpoint.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// What `manifest.json` says: written after every file it lists.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The checkpoint's number: larger is newer.
+    pub id: u64,
+    /// Wall time it was written, RFC 3339.
+    pub created_at: String,
+    /// The pipeline clock it covers, RFC 3339.
+    pub clock: String,
+    /// Partition workers.
+    pub workers: u32,
+    /// Per output topic, the end offset of each partition when the barrier passed: on
+    /// recovery everything from there on is read back and not appended again.
+    pub outputs: Vec<(String, Vec<u64>)>,
+    /// The files.
+    pub files: Vec<FileEntry>,
+}
+
+/// A complete checkpoint found in the store.
+#[derive(Clone, Debug)]
+pub struct CheckpointInfo {
+    /// Its manifest.
+    pub manifest: Manifest,
+}
+
+/// A checkpoint store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<dyn ObjectStore>,
+    keep: usize,
+    /// Where it is, for messages.
+    pub location: String,
+}
+
+fn id_prefix(id: u64) -> String {
+    format!("{id:012}")
+}
+
+impl Store {
+    /// Opens the store at `url`: a directory path or `file:///dir`, created if missing.
+    /// Keeps the newest `keep` checkpoints.
+    pub fn open(url: &str, keep: usize) -> Result<Self, CheckpointError> {
+        let dir = match url.split_once("://") {
+            None => PathBuf::from(url),
+            Some(("file", rest)) => PathBuf::from(rest),
+            Some(_) => return Err(CheckpointError::Unsupported(url.to_owned())),
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Dir {
+            path: dir.clone(),
+            source,
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)?;
+        Ok(Store {
+            inner: Arc::new(fs),
+            keep: keep.max(1),
+            location: dir.display().to_string(),
+        })
+    }
+
+    /// The default location under a data directory.
+    pub fn default_dir(data_dir: &Path) -> PathBuf {
+        data_dir.join("checkpoints")
+    }
+
+    /// Every checkpoint with a readable manifest, newest first.
+    pub async fn list(&self) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+        let mut ids: Vec<u64> = self
+            .inner
+            .list_with_delimiter(None)
+            .await?
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().parse().ok())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::new();
+        for id in ids {
+            let path = ObjPath::from(format!("{}/manifest.json", id_prefix(id)));
+            let Ok(got) = self.inner.get(&path).await else {
+                continue;
+            };
+            let bytes = got.bytes().await?;
+            match serde_json::from_slice::<Manifest>(&bytes) {
+                Ok(manifest) => out.push(CheckpointInfo { manifest }),
+                Err(e) => warn!(checkpoint = id, error = %e, "unreadable checkpoint manifest"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next checkpoint number.
+    pub async fn next_id(&self) -> Result<u64, CheckpointError> {
+        let newest = self
+            .inner
+            .list_with_delimiter(None)
+            .await?
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().parse::<u64>().ok())
+            .max();
+        Ok(newest.map_or(1, |n| n + 1))
+    }
+
+    /// Reads one file of a checkpoint, checking its size against the manifest.
+    pub async fn read_file(&self, m: &Manifest, name: &str) -> Result<Vec<u8>, String> {
+        let entry = m
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("{name} is not in the manifest"))?;
+        let path = ObjPath::from(format!("{}/{name}", id_prefix(m.id)));
+        let got = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
+        let bytes = got.bytes().await.map_err(|e| format!("{name}: {e}"))?;
+        if bytes.len() as u64 != entry.bytes {
+            return Err(format!(
+                "{name} is {} bytes, the manifest says {}",
+                bytes.len(),
+                entry.bytes
+            ));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Loads a checkpoint's content.
+    pub async fn load(&self, m: &Manifest) -> Result<CheckpointData, String> {
+        let seq = self.read_file(m, "sequencer.arrow").await?;
+        let mut data = CheckpointData {
+            sequencer: format::decode_sequencer(&seq)
+                .map_err(|e| format!("sequencer.arrow: {e}"))?,
+            workers: Vec::new(),
+        };
+        for i in 0..m.workers {
+            let name = format!("worker-{i}.arrow");
+            let bytes = self.read_file(m, &name).await?;
+            data.workers
+                .push(format::decode_worker(&bytes).map_err(|e| format!("{name}: {e}"))?);
+        }
+        Ok(data)
+    }
+
+    /// The newest checkpoint that loads completely; broken ones are reported and skipped.
+    pub async fn load_newest(&self) -> Result<Option<(Manifest, CheckpointData)>, CheckpointError> {
+        for info in self.list().await? {
+            let started = Instant::now();
+            match self.load(&info.manifest).await {
+                Ok(data) => {
+                    tracing::info!(
+                        checkpoint = info.manifest.id,
+                        clock = %info.manifest.clock,
+                        secs = started.elapsed().as_secs_f64(),
+                        "checkpoint loaded"
+                    );
+                    return Ok(Some((info.manifest, data)));
+                }
+                Err(e) => warn!(
+                    checkpoint = info.manifest.id,
+                    location = %self.location,
+                    error = %e,
+                    "checkpoint unusable, trying the next older one"
+                ),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Writes a checkpoint: every file, then the manifest; then drops the oldest beyond
+    /// `keep`. Returns the bytes written.
+    pub async fn write(
+        &self,
+        id: u64,
+        data: &CheckpointData,
+        outputs: Vec<(String, Vec<u64>)>,
+    ) -> Result<u64, CheckpointError> {
+        let enc = |r: Result<Vec<u8>, arrow_schema::ArrowError>| {
+            r.map_err(|e| CheckpointError::Encode(e.to_string()))
+        };
+        let mut files = vec![(
+            "sequencer.arrow".to_owned(),
+            enc(format::encode_sequencer(&data.sequencer))?,
+        )];
+        for (i, w) in data.workers.iter().enumerate() {
+            files.push((format!("worker-{i}.arrow"), enc(format::encode_worker(w))?));
+        }
+        let prefix = id_prefix(id);
+        let mut entries = Vec::new();
+        let mut total = 0;
+        for (name, bytes) in files {
+            total += bytes.len() as u64;
+            entries.push(FileEntry {
+                name: name.clone(),
+                bytes: bytes.len() as u64,
+            });
+            let path = ObjPath::from(format!("{prefix}/{name}"));
+            self.inner.put(&path, PutPayload::from(bytes)).await?;
+        }
+        let manifest = Manifest {
+            id,
+            created_at: Timestamp::now().to_string(),
+            clock: data.sequencer.clock.to_string(),
+            workers: data.workers.len() as u32,
+            outputs,
+            files: entries,
+        };
+        let json = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+        total += json.len() as u64;
+        let path = ObjPath::from(format!("{prefix}/manifest.json"));
+        self.inner.put(&path, PutPayload::from(json)).await?;
+        self.prune().await?;
+        Ok(total)
+    }
+
+    /// Deletes all but the newest `keep` checkpoints (and any older incomplete ones).
+    async fn prune(&self) -> Result<(), CheckpointError> {
+        let complete = self.list().await?;
+        let Some(oldest_kept) = complete.iter().take(self.keep).last() else {
+            return Ok(());
+        };
+        let floor = oldest_kept.manifest.id;
+        let prefixes = self.inner.list_with_delimiter(None).await?.common_prefixes;
+        for p in prefixes {
+            if p.as_ref().parse::<u64>().is_ok_and(|id| id < floor) {
+                let objects: Vec<_> = self.inner.list(Some(&p)).try_collect().await?;
+                for o in objects {
+                    self.inner.delete(&o.location).await?;
+                }
+                // Best effort: the local store leaves the emptied directory behind.
+                let _ = std::fs::remove_dir(Path::new(&self.location).join(p.as_ref()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::SequencerState;
+
+    fn data(clock: i64) -> CheckpointData {
+        CheckpointData {
+            sequencer: SequencerState {
+                clock: Timestamp::from_secs(clock),
+                ..Default::default()
+            },
+            workers: vec![Default::default(), Default::default()],
+        }
+    }
+
+    #[tokio::test]
+    async fn keeps_the_newest_and_falls_back_past_torn_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), 3).unwrap();
+        for i in 1..=5 {
+            let id = store.next_id().await.unwrap();
+            assert_eq!(id, i);
+            store.write(id, &data(i as i64), Vec::new()).await.unwrap();
+        }
+        let ids: Vec<u64> = store
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| c.manifest.id)
+            .collect();
+        assert_eq!(ids, vec![5, 4, 3], "only the newest three are kept");
+
+        // 5: a worker file truncated; 6: written but its manifest never was.
+        let f = dir.path().join("000000000005/worker-1.arrow");
+        let len = std::fs::metadata(&f).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("000000000006")).unwrap();
+        std::fs::write(dir.path().join("000000000006/sequencer.arrow"), b"partial").unwrap();
+
+        let (m, d) = store
+            .load_newest()
+            .await
+            .unwrap()
+            .expect("an older one loads");
+        assert_eq!(m.id, 4);
+        assert_eq!(d.sequencer.clock, Timestamp::from_secs(4));
+        assert_eq!(d.workers.len(), 2);
+        assert_eq!(
+            store.next_id().await.unwrap(),
+            7,
+            "numbers are never reused"
+        );
+    }
+
+    #[test]
+    fn remote_urls_are_refused_clearly() {
+        let e = Store::open("s3://bucket/footfall", 3).err().unwrap();
+        assert!(e.to_string().contains("s3://bucket/footfall"), "{e}");
+    }
+}

@@ -1,0 +1,132 @@
+//! Takes checkpoints on the wall-clock interval and at a clean stop, and brings a
+//! restarted pipeline back to the newest complete one.
+
+use std::time::{Duration, Instant};
+
+use footfall_operators::decode::decode;
+use footfall_operators::event::Topic;
+use footfall_operators::time::Timestamp;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::dedupe::message_hash;
+use super::sequencer::{Sequencer, WorkerGone};
+use super::sink::Sinks;
+use super::source::Decoded;
+use crate::checkpoint::{CheckpointData, SourceState, Store};
+use crate::log::{Batch, Log, LogError};
+use crate::metrics;
+
+/// Periodic checkpoints of one pipeline.
+pub struct Checkpointer {
+    store: Store,
+    interval: Duration,
+    last: Instant,
+    next_id: u64,
+    inflight: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// Checkpoints into `store` every `interval`, numbering from `next_id`.
+    pub fn new(store: Store, interval: Duration, next_id: u64) -> Self {
+        Checkpointer {
+            store,
+            interval,
+            last: Instant::now(),
+            next_id,
+            inflight: None,
+        }
+    }
+
+    /// Takes a checkpoint if the interval has passed (or `force`) and the previous one
+    /// is written. The barrier is taken here; the writing goes on in the background.
+    pub async fn maybe(
+        &mut self,
+        seq: &mut Sequencer,
+        sinks: &Sinks,
+        force: bool,
+    ) -> Result<(), WorkerGone> {
+        if !force && self.last.elapsed() < self.interval {
+            return Ok(());
+        }
+        if self.inflight.as_ref().is_some_and(|h| !h.is_finished()) {
+            if !force {
+                return Ok(());
+            }
+            self.wait().await;
+        }
+        self.last = Instant::now();
+        let started = Instant::now();
+        let (sequencer, replies) = seq.barrier().await?;
+        // Nothing after the barrier has been sent yet: every output record appended from
+        // here on is read back on recovery.
+        let outputs = sinks.positions();
+        let (store, id) = (self.store.clone(), self.next_id);
+        self.next_id += 1;
+        self.inflight = Some(tokio::spawn(async move {
+            let mut workers = Vec::with_capacity(replies.len());
+            for r in replies {
+                match r.await {
+                    Ok(w) => workers.push(w),
+                    // A worker stopped: the run is failing; this checkpoint is moot.
+                    Err(_) => return,
+                }
+            }
+            let data = CheckpointData { sequencer, workers };
+            match store.write(id, &data, outputs).await {
+                Ok(bytes) => {
+                    let m = metrics::get();
+                    let secs = started.elapsed().as_secs_f64();
+                    m.checkpoint_duration.observe(secs);
+                    m.checkpoint_bytes.set(bytes as i64);
+                    m.last_checkpoint.set(Timestamp::now().as_secs_f64());
+                    info!(checkpoint = id, bytes, secs, clock = %data.sequencer.clock, "checkpoint written");
+                }
+                Err(e) => warn!(checkpoint = id, error = %e, "checkpoint failed"),
+            }
+        }));
+        Ok(())
+    }
+
+    /// Waits for the checkpoint being written, if any.
+    pub async fn wait(&mut self) {
+        if let Some(h) = self.inflight.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Re-reads and decodes the events a checkpoint's sequencer still held.
+pub fn read_held(log: &Log, s: &SourceState) -> Result<Vec<Decoded>, LogError> {
+    let Some(&first) = s.held.iter().min() else {
+        return Ok(Vec::new());
+    };
+    let Some(topic) = Topic::ALL.into_iter().find(|t| t.name() == s.topic) else {
+        return Ok(Vec::new());
+    };
+    let mut wanted: Vec<u64> = s.held.clone();
+    wanted.sort_unstable();
+    let mut reader = log.reader(&s.topic, s.partition, first)?;
+    let mut batch = Batch::default();
+    let mut out = Vec::with_capacity(wanted.len());
+    let now = Timestamp::now();
+    let mut i = 0;
+    while i < wanted.len() && reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
+        for (offset, bytes) in batch.iter() {
+            if i < wanted.len() && offset == wanted[i] {
+                i += 1;
+                // It decoded when first read; a record that no longer does is skipped.
+                if let Ok(event) = decode(topic, bytes, now) {
+                    out.push(Decoded {
+                        topic,
+                        partition: s.partition,
+                        offset,
+                        id: message_hash(&event.message_id),
+                        event: Box::new(event),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
