@@ -18,8 +18,11 @@ pub struct Snapshot {
     /// Pending timers.
     pub timers: Vec<SavedTimer>,
     /// Per operator (by name): every key's state bytes.
-    pub operators: Vec<(String, Vec<(Str, Vec<u8>)>)>,
+    pub operators: Vec<(String, KeyBytes)>,
 }
+
+/// Every key's state bytes of one operator.
+pub type KeyBytes = Vec<(Str, Vec<u8>)>;
 
 /// A pending timer in a checkpoint: operators are named, not numbered, so a checkpoint
 /// survives a change in which triggers are enabled.

@@ -266,7 +266,7 @@ impl Store {
     /// Deletes all but the newest `keep` checkpoints (and any older incomplete ones).
     async fn prune(&self) -> Result<(), CheckpointError> {
         let complete = self.list().await?;
-        let Some(oldest_kept) = complete.iter().take(self.keep).last() else {
+        let Some(oldest_kept) = complete.iter().take(self.keep).next_back() else {
             return Ok(());
         };
         let floor = oldest_kept.manifest.id;
