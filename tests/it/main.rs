@@ -3,6 +3,7 @@
 //! One binary, a module per area, so the workspace links once.
 
 mod cli;
+mod crash;
 mod determinism;
 mod golden;
 mod service;

@@ -1,0 +1,131 @@
+//! Crash recovery: SIGKILL mid-replay, restart from the checkpoint, and the output equals
+//! an uninterrupted run's, with no action or dead letter written twice.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::{canonical, consume, footfall, footfall_bin, footfall_ok, path};
+
+#[test]
+fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
+    let root = tempfile::tempdir().unwrap();
+    let (clean, crashed) = (root.path().join("clean"), root.path().join("crashed"));
+    let generated = footfall(
+        &[
+            "generate",
+            "--data-dir",
+            path(&clean),
+            "--customers",
+            "20000",
+            "--hours",
+            "3",
+            "--seed",
+            "11",
+        ],
+        None,
+    );
+    assert!(generated.status.success(), "generate failed");
+    let generated = String::from_utf8_lossy(&generated.stderr);
+    let total: usize = generated
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected generate output: {generated}"));
+    assert!(total >= 200_000, "the input has {total} events");
+    copy_dir(&clean, &crashed);
+    let ck = root.path().join("ck.toml");
+    std::fs::write(&ck, "[checkpoint]\ninterval_secs = 0.2\n").unwrap();
+    let nock = root.path().join("nock.toml");
+    std::fs::write(&nock, "[checkpoint]\nenabled = false\n").unwrap();
+
+    footfall_ok(
+        &[
+            "replay",
+            "--data-dir",
+            path(&clean),
+            "--config",
+            path(&nock),
+        ],
+        None,
+    );
+
+    // Kill points from a fixed seed, spread over what one run takes.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut kills = 0;
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let after = Duration::from_millis(300 + seed % 1500);
+        let mut child = Command::new(footfall_bin())
+            .args([
+                "replay",
+                "--data-dir",
+                path(&crashed),
+                "--config",
+                path(&ck),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < after {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(kills >= 5, "only {kills} runs were killed mid-way");
+    footfall_ok(
+        &[
+            "replay",
+            "--data-dir",
+            path(&crashed),
+            "--config",
+            path(&ck),
+        ],
+        None,
+    );
+
+    for (topic, drop) in [
+        ("notifications", &["emitted_at"][..]),
+        ("deadletter", &["received_at"][..]),
+    ] {
+        let (a, b) = (consume(&clean, topic), consume(&crashed, topic));
+        let mut ca = canonical(&a, drop);
+        let mut cb = canonical(&b, drop);
+        assert_eq!(cb.len(), ca.len(), "{topic}: record counts differ");
+        ca.sort();
+        cb.sort();
+        assert!(ca == cb, "{topic}: the crashed run wrote different records");
+        let distinct: HashSet<&String> = cb.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            cb.len(),
+            "{topic}: a record was written twice"
+        );
+    }
+    let actions = consume(&crashed, "notifications");
+    assert!(actions.len() > 1000, "only {} actions", actions.len());
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
