@@ -9,8 +9,8 @@ use crate::event::Topic;
 use crate::identity::Identity;
 use crate::operator::Operator;
 use crate::policy::Holdout;
-use crate::time::Timestamp;
-use crate::worker::Worker;
+use crate::time::{Span, Timestamp};
+use crate::worker::{DEFAULT_STATE_TTL, Worker};
 
 /// `"10:00:00"` on 2026-11-20 UTC, or a full RFC 3339 instant.
 pub fn at(s: &str) -> Timestamp {
@@ -28,6 +28,7 @@ pub struct Script {
     identity: Identity,
     out: Vec<Action>,
     seq: u64,
+    ttl: Span,
 }
 
 impl Script {
@@ -38,6 +39,27 @@ impl Script {
             identity: Identity::default(),
             out: Vec::new(),
             seq: 0,
+            ttl: DEFAULT_STATE_TTL,
+        }
+    }
+
+    /// The same script with a state TTL other than the default.
+    pub fn with_state_ttl(mut self, ttl: Span) -> Self {
+        self.ttl = ttl;
+        self.worker = self.worker.with_state_ttl(ttl);
+        self
+    }
+
+    /// The worker, for inspecting its state.
+    pub fn worker(&mut self) -> &mut Worker {
+        &mut self.worker
+    }
+
+    /// An `erase` of `user` at `time`, applied as the runtime applies it.
+    pub fn erase(&mut self, user: &str, time: &str) {
+        self.worker.advance(at(time), &mut self.out);
+        for key in self.identity.erase(user) {
+            self.worker.erase(&key);
         }
     }
 
@@ -52,6 +74,9 @@ impl Script {
         );
         let ev = decode(topic, json.as_bytes(), at(time)).expect("test record decodes");
         let resolved = self.identity.resolve(topic, &ev);
+        if resolved.erased {
+            return;
+        }
         if let Some(m) = &resolved.merge {
             self.worker.merge(&m.from, &m.into, &mut self.out);
         }
@@ -103,7 +128,7 @@ impl Script {
     /// restart from a checkpoint would.
     pub fn restart(&mut self, operators: Vec<Box<dyn Operator>>) {
         let snap = self.worker.snapshot();
-        let mut fresh = Worker::new(operators, Holdout { holdout_bp: 0 });
+        let mut fresh = Worker::new(operators, Holdout { holdout_bp: 0 }).with_state_ttl(self.ttl);
         let notes = fresh.restore(snap).expect("snapshot restores");
         assert!(notes.is_empty(), "{notes:?}");
         self.worker = fresh;

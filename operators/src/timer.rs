@@ -1,10 +1,12 @@
-//! The event-time timer service: timers per (operator, key, tag), fired in time order.
+//! The event-time timer service: timers per (operator, key, tag), fired in time order,
+//! and per key the bookkeeping the state TTL needs (last event, timers pending).
 
 use std::collections::BTreeSet;
 
 use compact_str::CompactString;
+use rustc_hash::FxHashMap;
 
-use crate::time::Timestamp;
+use crate::time::{Span, Timestamp};
 
 /// A due timer, as handed back to the worker.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -24,17 +26,110 @@ pub struct Fired {
 /// Operators remember the instants they set (they need them anyway to know a timer is
 /// armed), so moving or cancelling a timer names it fully and the service keeps no index:
 /// one ordered set, 48 bytes a timer, no allocation for keys up to 24 bytes.
+///
+/// Beside it, per key: when an event last touched it and how many of its timers are
+/// pending, so state idle past the TTL with nothing scheduled can be dropped exactly.
 #[derive(Default)]
 pub struct TimerService {
     queue: BTreeSet<(Timestamp, u16, CompactString, u64)>,
     earliest: Option<Timestamp>,
+    keys: FxHashMap<CompactString, KeyMeta>,
+}
+
+#[derive(Clone, Copy)]
+struct KeyMeta {
+    touched: Timestamp,
+    timers: u32,
+}
+
+impl KeyMeta {
+    const NEW: KeyMeta = KeyMeta {
+        touched: Timestamp::MIN,
+        timers: 0,
+    };
 }
 
 impl TimerService {
     /// Sets the timer `(op, key, tag)` at `due`.
     pub fn set(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) {
-        self.queue.insert((due, op, CompactString::from(key), tag));
+        if self.queue.insert((due, op, CompactString::from(key), tag)) {
+            self.meta(key).timers += 1;
+        }
         self.earliest = Some(self.earliest.map_or(due, |e| e.min(due)));
+    }
+
+    fn meta(&mut self, key: &str) -> &mut KeyMeta {
+        if !self.keys.contains_key(key) {
+            self.keys.insert(CompactString::from(key), KeyMeta::NEW);
+        }
+        self.keys.get_mut(key).expect("just inserted")
+    }
+
+    fn timer_gone(&mut self, key: &str) {
+        if let Some(m) = self.keys.get_mut(key) {
+            m.timers = m.timers.saturating_sub(1);
+        }
+    }
+
+    /// Records an event touching `key` at `at`. Returns true when the key had been idle
+    /// for `ttl` or longer with no timer pending: its state has expired and must be
+    /// dropped before the event applies.
+    pub fn touch(&mut self, key: &str, at: Timestamp, ttl: Span) -> bool {
+        match self.keys.get_mut(key) {
+            Some(m) => {
+                let expired = m.timers == 0 && m.touched.plus(ttl) <= at;
+                m.touched = m.touched.max(at);
+                expired
+            }
+            None => {
+                self.keys.insert(
+                    CompactString::from(key),
+                    KeyMeta {
+                        touched: at,
+                        timers: 0,
+                    },
+                );
+                false
+            }
+        }
+    }
+
+    /// Whether `key`'s state has expired at `now` (idle for `ttl`, no timer pending).
+    pub fn expired(&self, key: &str, now: Timestamp, ttl: Span) -> bool {
+        self.keys
+            .get(key)
+            .is_some_and(|m| m.timers == 0 && m.touched.plus(ttl) <= now)
+    }
+
+    /// Removes and returns every key idle for `ttl` at `now` with no timer pending.
+    pub fn take_expired(&mut self, now: Timestamp, ttl: Span) -> Vec<CompactString> {
+        let mut out = Vec::new();
+        self.keys.retain(|k, m| {
+            let keep = m.timers > 0 || m.touched.plus(ttl) > now;
+            if !keep {
+                out.push(k.clone());
+            }
+            keep
+        });
+        out
+    }
+
+    /// Forgets `key`'s bookkeeping (its timers must already be cancelled).
+    pub fn forget(&mut self, key: &str) {
+        self.keys.remove(key);
+    }
+
+    /// When an event last touched each key (for checkpoints).
+    pub fn touched(&self) -> impl Iterator<Item = (&CompactString, Timestamp)> {
+        self.keys
+            .iter()
+            .filter(|(_, m)| m.touched != Timestamp::MIN)
+            .map(|(k, m)| (k, m.touched))
+    }
+
+    /// Restores when an event last touched `key`.
+    pub fn restore_touched(&mut self, key: &str, at: Timestamp) {
+        self.meta(key).touched = at;
     }
 
     /// Every pending timer as `(due, op, key, tag)`, in firing order (for checkpoints).
@@ -45,8 +140,11 @@ impl TimerService {
     /// Cancels the timer `(op, key, tag)` set at `due`; false if there was none.
     pub fn cancel(&mut self, op: u16, key: &str, tag: u64, due: Timestamp) -> bool {
         let removed = self.queue.remove(&(due, op, CompactString::from(key), tag));
-        if removed && self.earliest == Some(due) {
-            self.earliest = self.queue.first().map(|t| t.0);
+        if removed {
+            self.timer_gone(key);
+            if self.earliest == Some(due) {
+                self.earliest = self.queue.first().map(|t| t.0);
+            }
         }
         removed
     }
@@ -68,6 +166,7 @@ impl TimerService {
         }
         let (due, op, key, tag) = self.queue.pop_first()?;
         self.earliest = self.queue.first().map(|t| t.0);
+        self.timer_gone(&key);
         Some(Fired { due, op, key, tag })
     }
 
@@ -109,5 +208,28 @@ mod tests {
         assert_eq!(t.pop_due(s(24), false), None);
         assert_eq!(t.pop_due(s(99), false).unwrap().key, "a");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_key_expires_only_when_idle_for_the_ttl_with_no_timer_pending() {
+        let mut t = TimerService::default();
+        let (s, ttl) = (Timestamp::from_secs, Span::from_secs(100));
+        assert!(!t.touch("a", s(0), ttl), "a new key has not expired");
+        assert!(!t.touch("b", s(0), ttl));
+        t.set(0, "b", 1, s(500));
+        assert!(!t.touch("a", s(99), ttl), "touched again before the TTL");
+        assert!(!t.expired("a", s(198), ttl) && t.expired("a", s(199), ttl));
+        assert!(!t.expired("b", s(400), ttl), "a pending timer keeps it");
+        assert_eq!(t.take_expired(s(400), ttl), vec![CompactString::from("a")]);
+        assert!(t.pop_due(s(500), false).is_some());
+        assert!(
+            t.expired("b", s(500), ttl),
+            "once the timer fired, idle counts again"
+        );
+        assert!(
+            t.touch("b", s(500), ttl),
+            "the touch that finds it expired says so"
+        );
+        assert_eq!(t.touched().count(), 1);
     }
 }

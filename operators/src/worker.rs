@@ -7,7 +7,7 @@ use crate::action::{Action, OutputTopic};
 use crate::event::{Event, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
 use crate::policy::Holdout;
-use crate::time::Timestamp;
+use crate::time::{Span, Timestamp};
 use crate::timer::TimerService;
 
 /// A worker's state in a checkpoint.
@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub timers: Vec<SavedTimer>,
     /// Per operator (by name): every key's state bytes.
     pub operators: Vec<(String, KeyBytes)>,
+    /// When an event last touched each key (for the state TTL).
+    pub touched: Vec<(Str, Timestamp)>,
 }
 
 /// Every key's state bytes of one operator.
@@ -48,25 +50,42 @@ pub struct Worker {
     timers: TimerService,
     clock: Timestamp,
     holdout: Holdout,
+    ttl: Span,
+    next_sweep: Timestamp,
+    evicted: Vec<u64>,
 }
+
+/// The default state TTL: 400 days of pipeline clock.
+pub const DEFAULT_STATE_TTL: Span = Span::from_secs(400 * 86_400);
 
 impl Worker {
     /// A worker running `operators`, assigning groups by `holdout`.
     pub fn new(operators: Vec<Box<dyn Operator>>, holdout: Holdout) -> Self {
         Worker {
             interests: operators.iter().map(|o| o.interest()).collect(),
+            evicted: vec![0; operators.len()],
             operators,
             timers: TimerService::default(),
             clock: Timestamp::MIN,
             holdout,
+            ttl: DEFAULT_STATE_TTL,
+            next_sweep: Timestamp::MIN,
         }
     }
 
-    /// The event types any of its operators consumes, plus `identify` (identity needs it).
+    /// Drops a key's state once no event has touched it for `ttl` of pipeline clock and
+    /// it has no timer pending (default [`DEFAULT_STATE_TTL`]).
+    pub fn with_state_ttl(mut self, ttl: Span) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The event types any of its operators consumes, plus `identify` and `erase` (the
+    /// runtime's identity resolution needs them).
     pub fn interest(&self) -> Interest {
         self.interests
             .iter()
-            .fold(Interest::types(&["identify"]), |i, o| i.union(*o))
+            .fold(Interest::types(&["identify", "erase"]), |i, o| i.union(*o))
     }
 
     /// The pipeline clock as this worker last saw it.
@@ -78,6 +97,9 @@ impl Worker {
     /// first, so a timer due at `d` sees exactly the events with `timestamp <= d`.
     pub fn on_event(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
         self.fire(event.timestamp, true, out);
+        if self.timers.touch(key, event.timestamp, self.ttl) {
+            self.evict(key);
+        }
         let start = out.len();
         for (i, op) in self.operators.iter_mut().enumerate() {
             if !self.interests[i].wants(&event.kind) {
@@ -101,8 +123,45 @@ impl Worker {
         let done = self.fire_some(clock, false, out, max);
         if done {
             self.clock = self.clock.max(clock);
+            if self.clock >= self.next_sweep {
+                self.sweep();
+            }
         }
         done
+    }
+
+    /// Drops the state of every key expired at the clock, so idle state leaves memory
+    /// (and the next checkpoint) without waiting for an event that may never come.
+    fn sweep(&mut self) {
+        for key in self.timers.take_expired(self.clock, self.ttl) {
+            self.evict(&key);
+        }
+        // Expiry is also checked whenever a key is touched, so sweeping is only about
+        // memory: a few times per TTL, at most daily.
+        let every = Span::from_secs((self.ttl.as_nanos() / 8 / 1_000_000_000).clamp(1, 86_400));
+        self.next_sweep = self.clock.plus(every);
+    }
+
+    /// Drops all of `key`'s state because it expired, counting it per operator.
+    fn evict(&mut self, key: &str) {
+        let mut sink = Vec::new();
+        for (i, op) in self.operators.iter_mut().enumerate() {
+            let mut ctx = Context::new(self.clock, key, i as u16, &mut self.timers, &mut sink);
+            if op.export(&mut ctx).is_some() {
+                self.evicted[i] += 1;
+            }
+        }
+    }
+
+    /// Keys whose state expired since the last call, per operator name.
+    pub fn take_evicted(&mut self) -> Vec<(&'static str, u64)> {
+        let mut out = Vec::new();
+        for (op, n) in self.operators.iter().zip(&mut self.evicted) {
+            if *n > 0 {
+                out.push((op.name(), std::mem::take(n)));
+            }
+        }
+        out
     }
 
     fn fire(&mut self, upto: Timestamp, strict: bool, out: &mut Vec<Action>) {
@@ -144,8 +203,13 @@ impl Worker {
         }
     }
 
-    /// Removes all state of `key`, for a merge into another key.
+    /// Removes all state of `key`, for a merge into another key. Expired state is
+    /// dropped, not moved.
     pub fn export(&mut self, key: &str) -> KeyStates {
+        if self.timers.expired(key, self.clock, self.ttl) {
+            self.evict(key);
+            return KeyStates::new();
+        }
         let mut sink = Vec::new();
         let mut states = Vec::new();
         for (i, op) in self.operators.iter_mut().enumerate() {
@@ -157,8 +221,19 @@ impl Worker {
         states
     }
 
+    /// Deletes all state of `key` and cancels its timers (an `erase`). Returns whether
+    /// any operator held state for it.
+    pub fn erase(&mut self, key: &str) -> bool {
+        let had = !self.export(key).is_empty();
+        self.timers.forget(key);
+        had
+    }
+
     /// Merges exported state into `key`.
     pub fn import(&mut self, key: &str, states: KeyStates, out: &mut Vec<Action>) {
+        if self.timers.touch(key, self.clock, self.ttl) {
+            self.evict(key);
+        }
         for (i, state) in states {
             if let Some(op) = self.operators.get_mut(usize::from(i)) {
                 let mut ctx = Context::new(self.clock, key, i, &mut self.timers, out);
@@ -197,6 +272,7 @@ impl Worker {
                     (op.name().to_owned(), keys)
                 })
                 .collect(),
+            touched: self.timers.touched().map(|(k, t)| (k.clone(), t)).collect(),
         }
     }
 
@@ -226,6 +302,9 @@ impl Worker {
         }
         for (due, op, key, tag) in timers {
             self.timers.set(op, &key, tag, due);
+        }
+        for (key, at) in snap.touched {
+            self.timers.restore_touched(&key, at);
         }
         self.clock = snap.clock;
         Ok(notes)

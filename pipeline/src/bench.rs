@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::generate::{self, Params};
 use crate::log::{Log, LogError};
 use crate::runtime::clock::Mode;
+use crate::runtime::stats::CheckpointStats;
 use crate::runtime::{self, RunOptions, RuntimeError};
 
 /// What to measure.
@@ -50,6 +51,8 @@ pub struct BenchReport {
     pub rss_bytes: Option<u64>,
     /// Peak resident memory of the process, bytes (Linux).
     pub peak_rss_bytes: Option<u64>,
+    /// Checkpoints taken during the run (and the one at its end).
+    pub checkpoints: CheckpointStats,
 }
 
 /// Resident and peak resident memory of this process, from `/proc/self/status`.
@@ -155,5 +158,6 @@ pub async fn measure(
         state_keys: summary.state_keys.iter().map(|(_, k)| k).sum(),
         rss_bytes: rss,
         peak_rss_bytes: peak,
+        checkpoints: summary.stats.checkpoints(),
     })
 }

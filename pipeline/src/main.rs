@@ -131,6 +131,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Checkpoints: list them, or inspect one's state per operator.
+    Checkpoint {
+        #[command(subcommand)]
+        command: CheckpointCommand,
+    },
     /// Check a config file; exit non-zero with a precise message on error.
     Validate {
         /// Config file.
@@ -163,6 +168,30 @@ enum Command {
         /// (the measuring process runs this in a child).
         #[arg(long, hide = true)]
         prepare_only: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CheckpointCommand {
+    /// Every checkpoint, newest first, with whether a restart can use it.
+    List {
+        /// Config file (its `[checkpoint] url`, or the data directory's `checkpoints/`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Keys and bytes per operator, timers, dedupe and identity state of one checkpoint.
+    Inspect {
+        /// The checkpoint's id, as `checkpoint list` shows it.
+        id: u64,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -271,6 +300,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, data_dir } => run_service(&config, data_dir).await,
+        Command::Checkpoint { command } => match command {
+            CheckpointCommand::List { config, data_dir } => {
+                cli::checkpoint::list(&load_config(config.as_deref(), data_dir)?).await
+            }
+            CheckpointCommand::Inspect {
+                id,
+                config,
+                data_dir,
+            } => cli::checkpoint::inspect(&load_config(config.as_deref(), data_dir)?, id).await,
+        },
         Command::Validate { config } => {
             let cfg = Config::load(&config)?;
             for w in cfg.warnings() {
@@ -367,6 +406,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 mb(r.rss_bytes),
                 mb(r.peak_rss_bytes)
             );
+            let c = r.checkpoints;
+            if c.count == 0 {
+                println!("  checkpoints       none");
+            } else {
+                println!(
+                    "  checkpoints       {} written, longest {:.3} s, longest pause {:.1} ms, last {}",
+                    c.count,
+                    c.max_us as f64 / 1e6,
+                    c.max_stall_us as f64 / 1e3,
+                    mb(Some(c.last_bytes))
+                );
+            }
             Ok(())
         }
     }

@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// footfall's metrics.
@@ -28,6 +28,14 @@ pub struct Metrics {
     pub timers_pending: IntGauge,
     /// `footfall_state_keys{operator}`: keys holding state.
     pub state_keys: IntGaugeVec,
+    /// `footfall_state_bytes{operator}`: encoded size of that state at the last checkpoint.
+    pub state_bytes: IntGaugeVec,
+    /// `footfall_state_evicted_total{operator}`: keys dropped after the state TTL idle.
+    pub state_evicted: IntCounterVec,
+    /// `footfall_erasures_total`: `erase` records applied.
+    pub erasures: IntCounter,
+    /// `footfall_erased_events_total`: events dropped because their customer was erased.
+    pub erased_dropped: IntCounter,
     /// `footfall_clock_timestamp_seconds`: the pipeline clock.
     pub clock: Gauge,
     /// `footfall_watermark_lag_seconds`: wall clock minus pipeline clock.
@@ -41,6 +49,9 @@ pub struct Metrics {
     pub up: IntGauge,
     /// `footfall_checkpoint_duration_seconds`: barrier to manifest written.
     pub checkpoint_duration: Histogram,
+    /// `footfall_checkpoint_stall_seconds`: how long a partition worker paused to copy
+    /// its state for a checkpoint.
+    pub checkpoint_stall: Histogram,
     /// `footfall_checkpoint_bytes`: size of the last checkpoint.
     pub checkpoint_bytes: IntGauge,
     /// `footfall_last_checkpoint_timestamp_seconds`: wall time of the last checkpoint.
@@ -81,6 +92,26 @@ fn build() -> Metrics {
         "Actions written.",
         &["trigger", "group"],
     );
+    let state_evicted = counter(
+        "footfall_state_evicted_total",
+        "Keys whose state was dropped after the state TTL without activity.",
+        &["operator"],
+    );
+    let erasures = IntCounter::new("footfall_erasures_total", "Erase records applied.")
+        .expect("metric definition");
+    let erased_dropped = IntCounter::new(
+        "footfall_erased_events_total",
+        "Events dropped because their customer was erased.",
+    )
+    .expect("metric definition");
+    let state_bytes = IntGaugeVec::new(
+        Opts::new(
+            "footfall_state_bytes",
+            "Encoded bytes of state per operator, as of the last checkpoint.",
+        ),
+        &["operator"],
+    )
+    .expect("metric definition");
     let timers_pending = IntGauge::new(
         "footfall_timers_pending",
         "Event-time timers waiting for the clock.",
@@ -129,6 +160,16 @@ fn build() -> Metrics {
         .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]),
     )
     .expect("metric definition");
+    let checkpoint_stall = Histogram::with_opts(
+        HistogramOpts::new(
+            "footfall_checkpoint_stall_seconds",
+            "How long a partition worker paused processing to copy its state for a checkpoint.",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        ]),
+    )
+    .expect("metric definition");
     let checkpoint_bytes = IntGauge::new(
         "footfall_checkpoint_bytes",
         "Size of the last complete checkpoint.",
@@ -142,6 +183,9 @@ fn build() -> Metrics {
     for m in [
         Box::new(timers_pending.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(state_keys.clone()),
+        Box::new(state_bytes.clone()),
+        Box::new(erasures.clone()),
+        Box::new(erased_dropped.clone()),
         Box::new(clock.clone()),
         Box::new(watermark_lag.clone()),
         Box::new(latency.clone()),
@@ -149,6 +193,7 @@ fn build() -> Metrics {
         Box::new(up.clone()),
         Box::new(checkpoint_duration.clone()),
         Box::new(checkpoint_bytes.clone()),
+        Box::new(checkpoint_stall.clone()),
         Box::new(last_checkpoint.clone()),
     ] {
         registry.register(m).expect("unique metric");
@@ -162,6 +207,10 @@ fn build() -> Metrics {
         actions,
         timers_pending,
         state_keys,
+        state_bytes,
+        state_evicted,
+        erasures,
+        erased_dropped,
         clock,
         watermark_lag,
         latency,
@@ -169,6 +218,7 @@ fn build() -> Metrics {
         up,
         checkpoint_duration,
         checkpoint_bytes,
+        checkpoint_stall,
         last_checkpoint,
     }
 }

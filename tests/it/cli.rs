@@ -6,7 +6,15 @@ use crate::support::{footfall, footfall_ok, path};
 fn every_subcommand_has_help() {
     let top = footfall_ok(&["--help"], None);
     for sub in [
-        "demo", "generate", "produce", "consume", "replay", "run", "validate", "bench",
+        "demo",
+        "generate",
+        "produce",
+        "consume",
+        "replay",
+        "run",
+        "validate",
+        "bench",
+        "checkpoint",
     ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
         let help = footfall_ok(&[sub, "--help"], None);

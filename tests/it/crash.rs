@@ -84,6 +84,19 @@ fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
         child.wait().unwrap();
     }
     assert!(kills >= 5, "only {kills} runs were killed mid-way");
+    // The restarts resumed from checkpoints, not from the start.
+    let list = footfall_ok(
+        &[
+            "checkpoint",
+            "list",
+            "--data-dir",
+            path(&crashed),
+            "--config",
+            path(&ck),
+        ],
+        None,
+    );
+    assert!(list.contains("complete, a restart resumes here"), "{list}");
     footfall_ok(
         &[
             "replay",

@@ -2,6 +2,7 @@
 //!
 //! One binary, a module per area, so the workspace links once.
 
+mod checkpoint;
 mod cli;
 mod crash;
 mod determinism;

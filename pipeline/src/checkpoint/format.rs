@@ -42,6 +42,8 @@ pub struct SequencerState {
     pub sources: Vec<SourceState>,
     /// Identity links: (anonymous id, customer, since).
     pub links: Vec<(Str, Str, Timestamp)>,
+    /// Hashes of erased customers' keys (never the keys themselves).
+    pub erased: Vec<u128>,
 }
 
 /// Everything a checkpoint holds.
@@ -157,6 +159,9 @@ pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Vec<u8>, ArrowError
     for (anon, user, since) in &s.links {
         rows.push("link", anon, &pc(&(user.as_str(), since.as_nanos())))?;
     }
+    for h in &s.erased {
+        rows.push("erased", &format!("{h:032x}"), &[])?;
+    }
     rows.finish()
 }
 
@@ -171,6 +176,9 @@ pub(super) fn encode_worker(w: &Snapshot) -> Result<Vec<u8>, ArrowError> {
             tag: t.tag,
         };
         rows.push("timer", &t.key, &pc(&row))?;
+    }
+    for (key, at) in &w.touched {
+        rows.push("touched", key, &at.as_nanos().to_le_bytes())?;
     }
     for (op, keys) in &w.operators {
         let section = format!("state/{op}");
@@ -209,6 +217,38 @@ pub(super) fn for_each_row(
         }
     }
     Ok(())
+}
+
+/// Rows and bytes (key plus value) of one section of a checkpoint file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SectionSize {
+    /// `state/<operator>`, `timer`, `touched`, `source`, `dedupe`, `link`, `erased`, `clock`.
+    pub section: String,
+    /// Rows: keys, for state.
+    pub rows: u64,
+    /// Bytes of keys and values.
+    pub bytes: u64,
+}
+
+/// The sections of one checkpoint file, in order of first appearance.
+pub fn section_sizes(bytes: &[u8]) -> Result<Vec<SectionSize>, String> {
+    let mut out: Vec<SectionSize> = Vec::new();
+    for_each_row(bytes, |section, key, v| {
+        let n = (key.len() + v.len()) as u64;
+        match out.iter_mut().rev().find(|s| s.section == section) {
+            Some(s) => {
+                s.rows += 1;
+                s.bytes += n;
+            }
+            None => out.push(SectionSize {
+                section: section.to_owned(),
+                rows: 1,
+                bytes: n,
+            }),
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 fn nanos(v: &[u8]) -> Result<Timestamp, String> {
@@ -258,6 +298,9 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
                 s.links
                     .push((key.into(), user.into(), Timestamp::from_nanos(since)));
             }
+            "erased" => s
+                .erased
+                .push(u128::from_str_radix(key, 16).map_err(|_| "an erased key is 32 hex digits")?),
             other => return Err(format!("unknown section {other:?}")),
         }
         Ok(())
@@ -279,6 +322,8 @@ pub(super) fn decode_worker(bytes: &[u8]) -> Result<Snapshot, String> {
                 key: key.into(),
                 tag: row.tag,
             });
+        } else if section == "touched" {
+            w.touched.push((key.into(), nanos(v)?));
         } else if let Some(op) = section.strip_prefix("state/") {
             match w.operators.last_mut() {
                 Some((name, keys)) if name == op => keys.push((key.into(), v.to_vec())),
@@ -312,6 +357,7 @@ mod tests {
                 dedupe: vec![(500_000, vec![1, u128::MAX])],
             }],
             links: vec![("dev-1".into(), "m-1".into(), t)],
+            erased: vec![0, u128::MAX],
         };
         assert_eq!(
             decode_sequencer(&encode_sequencer(&seq).unwrap()).unwrap(),
@@ -327,11 +373,13 @@ mod tests {
                 tag: 7,
             }],
             operators: vec![("abandoned_cart".into(), vec![("m-1".into(), vec![1, 2, 3])])],
+            touched: vec![("m-1".into(), t)],
         };
         let back = decode_worker(&encode_worker(&w).unwrap()).unwrap();
         assert_eq!(back.clock, w.clock);
         assert_eq!(back.timers, w.timers);
         assert_eq!(back.operators, w.operators);
+        assert_eq!(back.touched, w.touched);
     }
 
     #[test]

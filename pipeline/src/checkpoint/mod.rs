@@ -17,5 +17,5 @@
 mod format;
 mod store;
 
-pub use format::{CheckpointData, SequencerState, SourceState};
-pub use store::{CheckpointError, CheckpointInfo, Manifest, Store};
+pub use format::{CheckpointData, SectionSize, SequencerState, SourceState, section_sizes};
+pub use store::{CheckpointError, CheckpointInfo, Found, Manifest, Store};

@@ -73,6 +73,15 @@ pub struct CheckpointInfo {
     pub manifest: Manifest,
 }
 
+/// A checkpoint directory as [`Store::survey`] finds it.
+#[derive(Debug)]
+pub struct Found {
+    /// Its number.
+    pub id: u64,
+    /// Its manifest, if it is complete; else why it is not.
+    pub manifest: Result<Manifest, String>,
+}
+
 /// A checkpoint store.
 #[derive(Clone)]
 pub struct Store {
@@ -136,6 +145,62 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Every checkpoint directory, newest first, each checked without being loaded: a
+    /// readable manifest whose files all exist with the sizes it lists.
+    pub async fn survey(&self) -> Result<Vec<Found>, CheckpointError> {
+        let mut ids: Vec<u64> = self
+            .inner
+            .list_with_delimiter(None)
+            .await?
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().parse().ok())
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let manifest = self.check(id).await;
+            out.push(Found { id, manifest });
+        }
+        Ok(out)
+    }
+
+    async fn check(&self, id: u64) -> Result<Manifest, String> {
+        let path = ObjPath::from(format!("{}/manifest.json", id_prefix(id)));
+        let got = match self.inner.get(&path).await {
+            Ok(g) => g,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err("incomplete: no manifest.json (interrupted while writing)".into());
+            }
+            Err(e) => return Err(format!("manifest.json: {e}")),
+        };
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| format!("manifest.json: {e}"))?;
+        let m: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("manifest.json is unreadable: {e}"))?;
+        for f in &m.files {
+            let path = ObjPath::from(format!("{}/{}", id_prefix(id), f.name));
+            match self.inner.head(&path).await {
+                Ok(meta) if meta.size == f.bytes => {}
+                Ok(meta) => {
+                    return Err(format!(
+                        "{} is {} bytes, the manifest says {}",
+                        f.name, meta.size, f.bytes
+                    ));
+                }
+                Err(e) => return Err(format!("{}: {e}", f.name)),
+            }
+        }
+        Ok(m)
+    }
+
+    /// The manifest of checkpoint `id`, or why it cannot be used.
+    pub async fn manifest(&self, id: u64) -> Result<Manifest, String> {
+        self.check(id).await
     }
 
     /// The next checkpoint number.

@@ -1,5 +1,6 @@
 //! The `footfall` subcommands that are more than a call into the library.
 
+pub mod checkpoint;
 pub mod demo;
 pub mod report;
 pub mod topics;

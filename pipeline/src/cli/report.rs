@@ -73,6 +73,24 @@ pub fn print_summary(s: &Summary, w: &mut impl Write) -> std::io::Result<()> {
         )?;
     }
     writeln!(w, "  clock       {} at the end", s.clock)?;
+    if let Some((id, took)) = s.resumed {
+        writeln!(
+            w,
+            "  resumed     from checkpoint {id}, {:.2} s from start to ready",
+            took.as_secs_f64()
+        )?;
+    }
+    let c = st.checkpoints();
+    if c.count > 0 {
+        writeln!(
+            w,
+            "  checkpoints {} written (longest {:.2} s, longest pause {:.1} ms, last {:.1} MiB)",
+            c.count,
+            c.max_us as f64 / 1e6,
+            c.max_stall_us as f64 / 1e3,
+            c.last_bytes as f64 / 1048576.0
+        )?;
+    }
     if s.beyond_until > 0 {
         writeln!(
             w,

@@ -1,11 +1,13 @@
 //! Takes checkpoints on the wall-clock interval and at a clean stop, and brings a
 //! restarted pipeline back to the newest complete one.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use footfall_operators::decode::decode;
 use footfall_operators::event::Topic;
 use footfall_operators::time::Timestamp;
+use footfall_operators::worker::Snapshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -13,6 +15,7 @@ use super::dedupe::message_hash;
 use super::sequencer::{Sequencer, WorkerGone};
 use super::sink::Sinks;
 use super::source::Decoded;
+use super::stats::Stats;
 use crate::checkpoint::{CheckpointData, SourceState, Store};
 use crate::log::{Batch, Log, LogError};
 use crate::metrics;
@@ -24,17 +27,19 @@ pub struct Checkpointer {
     last: Instant,
     next_id: u64,
     inflight: Option<JoinHandle<()>>,
+    stats: Arc<Stats>,
 }
 
 impl Checkpointer {
     /// Checkpoints into `store` every `interval`, numbering from `next_id`.
-    pub fn new(store: Store, interval: Duration, next_id: u64) -> Self {
+    pub fn new(store: Store, interval: Duration, next_id: u64, stats: Arc<Stats>) -> Self {
         Checkpointer {
             store,
             interval,
             last: Instant::now(),
             next_id,
             inflight: None,
+            stats,
         }
     }
 
@@ -58,10 +63,11 @@ impl Checkpointer {
         self.last = Instant::now();
         let started = Instant::now();
         let (sequencer, replies) = seq.barrier().await?;
+        self.stats.stall(started.elapsed().as_micros() as u64);
         // Nothing after the barrier has been sent yet: every output record appended from
         // here on is read back on recovery.
         let outputs = sinks.positions();
-        let (store, id) = (self.store.clone(), self.next_id);
+        let (store, id, stats) = (self.store.clone(), self.next_id, self.stats.clone());
         self.next_id += 1;
         self.inflight = Some(tokio::spawn(async move {
             let mut workers = Vec::with_capacity(replies.len());
@@ -72,6 +78,11 @@ impl Checkpointer {
                     Err(_) => return,
                 }
             }
+            let m = metrics::get();
+            for (op, keys, bytes) in state_sizes(&workers) {
+                m.state_keys.with_label_values(&[op]).set(keys as i64);
+                m.state_bytes.with_label_values(&[op]).set(bytes as i64);
+            }
             let data = CheckpointData { sequencer, workers };
             match store.write(id, &data, outputs).await {
                 Ok(bytes) => {
@@ -80,6 +91,7 @@ impl Checkpointer {
                     m.checkpoint_duration.observe(secs);
                     m.checkpoint_bytes.set(bytes as i64);
                     m.last_checkpoint.set(Timestamp::now().as_secs_f64());
+                    stats.checkpoint(started.elapsed().as_micros() as u64, bytes);
                     info!(checkpoint = id, bytes, secs, clock = %data.sequencer.clock, "checkpoint written");
                 }
                 Err(e) => warn!(checkpoint = id, error = %e, "checkpoint failed"),
@@ -94,6 +106,24 @@ impl Checkpointer {
             let _ = h.await;
         }
     }
+}
+
+/// Per operator: keys holding state and their encoded bytes, over all workers.
+pub fn state_sizes(workers: &[Snapshot]) -> Vec<(&str, usize, usize)> {
+    let mut out: Vec<(&str, usize, usize)> = Vec::new();
+    for w in workers {
+        for (op, keys) in &w.operators {
+            let bytes: usize = keys.iter().map(|(k, v)| k.len() + v.len()).sum();
+            match out.iter_mut().find(|(n, _, _)| n == op) {
+                Some(e) => {
+                    e.1 += keys.len();
+                    e.2 += bytes;
+                }
+                None => out.push((op, keys.len(), bytes)),
+            }
+        }
+    }
+    out
 }
 
 /// Re-reads and decodes the events a checkpoint's sequencer still held.

@@ -70,6 +70,8 @@ pub struct Summary {
     pub timers_pending: usize,
     /// Resident memory with all state still held, bytes (Linux).
     pub rss_bytes: Option<u64>,
+    /// The checkpoint the run resumed from, and the time from start to resuming.
+    pub resumed: Option<(u64, Duration)>,
 }
 
 /// A run that could not finish.
@@ -209,7 +211,9 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     };
     for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
-        let mut worker = Worker::new(triggers::build(&cfg.triggers), holdout);
+        let mut worker = Worker::new(triggers::build(&cfg.triggers), holdout).with_state_ttl(
+            Span::from_secs(cfg.clock.state_ttl_days.saturating_mul(86_400) as i64),
+        );
         if let Some(d) = &mut data {
             let snap = std::mem::take(&mut d.workers[i]);
             let notes = worker
@@ -235,12 +239,16 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         Duration::from_secs(cfg.clock.idle_timeout_secs),
         Instant::now(),
     );
+    let mut resumed = None;
     let mut seq =
         sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone());
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
-        info!(checkpoint = m.id, clock = %m.clock, "resuming from checkpoint");
+        let secs = started.elapsed().as_secs_f64();
+        info!(checkpoint = m.id, clock = %m.clock, secs, "resuming from checkpoint");
+        resumed = Some((m.id, started.elapsed()));
     }
+    drop(data);
     let mut ckpt = match &store {
         Some(s) => Some(Checkpointer::new(
             s.clone(),
@@ -248,6 +256,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             s.next_id()
                 .await
                 .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+            stats.clone(),
         )),
         None => None,
     };
@@ -410,5 +419,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         state_keys,
         timers_pending,
         rss_bytes,
+        resumed,
     })
 }

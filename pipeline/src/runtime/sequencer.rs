@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use footfall_operators::event::{Event, Topic};
+use footfall_operators::event::{Event, EventKind, Topic};
 use footfall_operators::identity::Identity;
 use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
@@ -224,7 +224,21 @@ impl Sequencer {
         read_at: Instant,
     ) -> Result<(), WorkerGone> {
         let n = self.workers.len() as u32;
+        if let (Topic::Customers, EventKind::Erase, Some(user)) =
+            (topic, &event.kind, &event.user_id)
+        {
+            metrics::get().erasures.inc();
+            for key in self.identity.erase(user) {
+                let w = partition_for(&key, n) as usize;
+                self.pending[w].push(Work::Erase { key });
+            }
+            return Ok(());
+        }
         let resolved = self.identity.resolve(topic, &event);
+        if resolved.erased {
+            metrics::get().erased_dropped.inc();
+            return Ok(());
+        }
         if let Some(m) = resolved.merge {
             let (wf, wi) = (
                 partition_for(&m.from, n) as usize,
@@ -304,6 +318,7 @@ impl Sequencer {
                 .links()
                 .map(|(a, u, t)| (a.clone(), u.clone(), t))
                 .collect(),
+            erased: self.identity.erased().collect(),
         };
         let mut replies = Vec::new();
         for q in &mut self.pending {
@@ -338,6 +353,9 @@ impl Sequencer {
         for (anon, user, since) in &state.links {
             self.identity
                 .restore_link(anon.clone(), user.clone(), *since);
+        }
+        for h in &state.erased {
+            self.identity.restore_erased(*h);
         }
         for (src, events) in held.into_iter().enumerate() {
             for d in events {

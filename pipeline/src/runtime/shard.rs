@@ -40,6 +40,11 @@ pub enum Work {
         /// The surviving key.
         into: Str,
     },
+    /// Delete all of `key`'s state: its customer was erased.
+    Erase {
+        /// The key.
+        key: Str,
+    },
     /// Hand `key`'s state to another worker.
     Export {
         /// The key whose state moves.
@@ -154,7 +159,16 @@ pub async fn run(
                     // Actions of events before the barrier are in the log before the
                     // state that says they fired is in a checkpoint.
                     p.emit()?;
-                    let _ = reply.send(worker.snapshot());
+                    let paused = Instant::now();
+                    let snap = worker.snapshot();
+                    let secs = paused.elapsed();
+                    m.checkpoint_stall.observe(secs.as_secs_f64());
+                    p.stats.stall(secs.as_micros() as u64);
+                    let _ = reply.send(snap);
+                    continue;
+                }
+                Work::Erase { key } => {
+                    worker.erase(&key);
                     continue;
                 }
                 Work::Export { key, reply } => {
@@ -171,6 +185,9 @@ pub async fn run(
             p.mark(read_at);
         }
         p.emit()?;
+        for (op, n) in worker.take_evicted() {
+            m.state_evicted.with_label_values(&[op]).inc_by(n);
+        }
         let timers = worker.timers_pending() as i64;
         m.timers_pending.add(timers - last_timers);
         last_timers = timers;

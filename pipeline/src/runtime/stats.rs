@@ -18,6 +18,23 @@ pub struct Stats {
     actions: Mutex<BTreeMap<(String, Group), u64>>,
     samples: Mutex<Vec<Action>>,
     latencies_us: Mutex<Vec<u32>>,
+    checkpoints: AtomicU64,
+    checkpoint_max_us: AtomicU64,
+    checkpoint_bytes: AtomicU64,
+    stall_max_us: AtomicU64,
+}
+
+/// The checkpoints of one run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints written.
+    pub count: u64,
+    /// The longest, barrier to manifest, microseconds.
+    pub max_us: u64,
+    /// Size of the last, bytes.
+    pub last_bytes: u64,
+    /// The longest pause of the sequencer or a worker to copy its state, microseconds.
+    pub max_stall_us: u64,
 }
 
 /// How many sample actions a run keeps for its summary.
@@ -74,6 +91,26 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(latencies_us);
+    }
+
+    pub(crate) fn checkpoint(&self, us: u64, bytes: u64) {
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.checkpoint_max_us.fetch_max(us, Ordering::Relaxed);
+        self.checkpoint_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stall(&self, us: u64) {
+        self.stall_max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The checkpoints written so far.
+    pub fn checkpoints(&self) -> CheckpointStats {
+        CheckpointStats {
+            count: self.checkpoints.load(Ordering::Relaxed),
+            max_us: self.checkpoint_max_us.load(Ordering::Relaxed),
+            last_bytes: self.checkpoint_bytes.load(Ordering::Relaxed),
+            max_stall_us: self.stall_max_us.load(Ordering::Relaxed),
+        }
     }
 
     /// Records read per topic (topics with none left out).

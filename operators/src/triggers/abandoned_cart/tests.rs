@@ -1,5 +1,6 @@
 use super::*;
 use crate::testing::{Script, at};
+use crate::time::Span;
 
 fn script() -> Script {
     Script::new(vec![Box::new(AbandonedCart::new(
@@ -278,4 +279,77 @@ fn anonymous_cart_bought_after_identify_fires_nothing() {
     s.purchase("m-9", "10:15:00", "");
     s.advance("12:00:00");
     assert!(s.actions().is_empty());
+}
+
+#[test]
+fn state_idle_past_the_ttl_is_dropped_with_its_cooldown() {
+    let add = |cart: &str| {
+        format!(
+            r#""type":"add_to_cart","cart_id":"{cart}","items":[{{"item_id":"a","price":"5"}}]"#
+        )
+    };
+    // A TTL shorter than the cooldown: the cooldown is forgotten with the state.
+    let mut s = script().with_state_ttl(Span::from_secs(3600));
+    s.click("m-1", "10:00:00", &add("c1"));
+    s.click("m-2", "10:00:00", &add("c9"));
+    s.advance("10:59:59"); // both fire at 10:30; the pending timers kept the state
+    assert_eq!(s.actions().len(), 2);
+    assert_eq!(s.worker().key_counts(), vec![(NAME, 2)]);
+    s.click("m-1", "11:00:00", &add("c2")); // idle exactly 1 h: expired, starts afresh
+    s.advance("11:59:59");
+    let fired: Vec<_> = s.actions().iter().map(|a| a.fired_at).collect();
+    assert_eq!(fired, vec![at("10:30:00"), at("10:30:00"), at("11:30:00")]);
+    // m-2 was never touched again: a sweep drops it without an event.
+    assert_eq!(s.worker().key_counts(), vec![(NAME, 1)]);
+    assert_eq!(s.worker().take_evicted(), vec![(NAME, 2)]);
+
+    // With the default TTL, the cooldown holds.
+    let mut s = script();
+    s.click("m-1", "10:00:00", &add("c1"));
+    s.advance("10:59:59");
+    s.click("m-1", "11:00:00", &add("c2"));
+    s.advance("12:00:00");
+    assert_eq!(s.actions().len(), 1);
+}
+
+#[test]
+fn erase_drops_the_customer_everywhere_and_for_good() {
+    let mut s = script();
+    s.anon_click(
+        "dev-1",
+        "09:50:00",
+        r#""type":"add_to_cart","cart_id":"c0","items":[{"item_id":"a","price":"5"}]"#,
+    );
+    s.identify("dev-1", "m-1", "09:51:00");
+    s.click(
+        "m-1",
+        "10:00:00",
+        r#""type":"add_to_cart","cart_id":"c1","items":[{"item_id":"a","price":"5"}]"#,
+    );
+    s.click(
+        "m-2",
+        "10:00:00",
+        r#""type":"add_to_cart","cart_id":"c2","items":[{"item_id":"a","price":"5"}]"#,
+    );
+    s.erase("m-1", "10:10:00");
+    s.click(
+        "m-1",
+        "10:20:00",
+        r#""type":"add_to_cart","cart_id":"c3","items":[{"item_id":"a","price":"5"}]"#,
+    );
+    s.anon_click(
+        "dev-1",
+        "10:20:00",
+        r#""type":"add_to_cart","cart_id":"c4","items":[{"item_id":"a","price":"5"}]"#,
+    );
+    s.advance("12:00:00");
+    let a = s.only_action();
+    assert_eq!(a.customer_id.as_deref(), Some("m-2"));
+    assert_eq!(s.worker().key_counts(), vec![(NAME, 1)]);
+    let snap = s.worker().snapshot();
+    assert!(
+        snap.touched.iter().all(|(k, _)| k == "m-2"),
+        "{:?}",
+        snap.touched
+    );
 }

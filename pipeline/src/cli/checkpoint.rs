@@ -1,0 +1,167 @@
+//! `footfall checkpoint list|inspect`: what the checkpoint store holds.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use footfall_pipeline::checkpoint::{Manifest, Store, section_sizes};
+use footfall_pipeline::config::Config;
+
+use super::report::thousands;
+
+/// `1.5 MiB`, `830 B`.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut unit = "B";
+    for u in UNITS {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+/// An RFC 3339 instant to the second.
+fn second(t: &str) -> String {
+    match t.split_once('.') {
+        Some((s, _)) => format!("{s}Z"),
+        None => t.to_owned(),
+    }
+}
+
+/// Opens the configured store, or says there is nothing when a local one does not exist.
+fn open(cfg: &Config) -> anyhow::Result<Option<Store>> {
+    let url = cfg.checkpoint.location(&cfg.transport.data_dir);
+    let local = match url.split_once("://") {
+        None => Some(url.as_str()),
+        Some(("file", rest)) => Some(rest),
+        Some(_) => None,
+    };
+    if local.is_some_and(|p| !Path::new(p).is_dir()) {
+        println!("no checkpoints at {url}");
+        return Ok(None);
+    }
+    Ok(Some(Store::open(&url, cfg.checkpoint.keep)?))
+}
+
+/// Prints every checkpoint, newest first, and whether a restart could use it.
+pub async fn list(cfg: &Config) -> anyhow::Result<()> {
+    let Some(store) = open(cfg)? else {
+        return Ok(());
+    };
+    let found = store.survey().await?;
+    if found.is_empty() {
+        println!("no checkpoints at {}", store.location);
+        return Ok(());
+    }
+    println!("checkpoints at {}", store.location);
+    println!(
+        "{:>6}  {:<20}  {:<20}  {:>7}  {:>10}  status",
+        "id", "created", "clock", "workers", "size"
+    );
+    let mut newest_complete = true;
+    for f in &found {
+        match &f.manifest {
+            Ok(m) => {
+                let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+                let status = if newest_complete {
+                    "complete, a restart resumes here"
+                } else {
+                    "complete"
+                };
+                newest_complete = false;
+                println!(
+                    "{:>6}  {:<20}  {:<20}  {:>7}  {:>10}  {status}",
+                    m.id,
+                    second(&m.created_at),
+                    m.clock,
+                    m.workers,
+                    size(bytes)
+                );
+            }
+            Err(why) => println!(
+                "{:>6}  {:<20}  {:<20}  {:>7}  {:>10}  unusable: {why}",
+                f.id, "-", "-", "-", "-"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Prints per-operator key counts and sizes, and the sequencer's state, of checkpoint `id`.
+pub async fn inspect(cfg: &Config, id: u64) -> anyhow::Result<()> {
+    let Some(store) = open(cfg)? else {
+        bail!("checkpoint {id} not found");
+    };
+    let m: Manifest = match store.manifest(id).await {
+        Ok(m) => m,
+        Err(why) => bail!("checkpoint {id} at {} is unusable: {why}", store.location),
+    };
+    let total: u64 = m.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "checkpoint {} at {}: clock {}, written {}, {} workers, {}",
+        m.id,
+        store.location,
+        m.clock,
+        second(&m.created_at),
+        m.workers,
+        size(total)
+    );
+    // Per section, summed over the workers' files; the sequencer's file apart.
+    let mut workers: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut sequencer: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for f in &m.files {
+        let bytes = store
+            .read_file(&m, &f.name)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("checkpoint {id}"))?;
+        let sections = section_sizes(&bytes)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("checkpoint {id}: {}", f.name))?;
+        let into = if f.name == "sequencer.arrow" {
+            &mut sequencer
+        } else {
+            &mut workers
+        };
+        for s in sections {
+            let e = into.entry(s.section).or_default();
+            e.0 += s.rows;
+            e.1 += s.bytes;
+        }
+    }
+    println!("\n{:<28}  {:>12}  {:>10}", "operator state", "keys", "size");
+    let mut any = false;
+    for (section, (rows, bytes)) in &workers {
+        if let Some(op) = section.strip_prefix("state/") {
+            any = true;
+            println!("{op:<28}  {:>12}  {:>10}", thousands(*rows), size(*bytes));
+        }
+    }
+    if !any {
+        println!("(no operator holds state)");
+    }
+    let row = |map: &BTreeMap<String, (u64, u64)>, section: &str, label: &str| {
+        let (rows, bytes) = map.get(section).copied().unwrap_or_default();
+        println!("{label:<28}  {:>12}  {:>10}", thousands(rows), size(bytes));
+    };
+    println!("\n{:<28}  {:>12}  {:>10}", "bookkeeping", "entries", "size");
+    row(&workers, "timer", "pending timers");
+    row(&workers, "touched", "keys' last activity (TTL)");
+    row(&sequencer, "source", "input partitions");
+    row(&sequencer, "dedupe", "dedupe buckets (hourly)");
+    row(&sequencer, "link", "identity links");
+    row(&sequencer, "erased", "erased keys (hashed)");
+    println!("\noutput positions (a restart reads back from here)");
+    for (topic, ends) in &m.outputs {
+        let ends: Vec<String> = ends.iter().map(|e| e.to_string()).collect();
+        println!("  {topic:<16} {}", ends.join(" "));
+    }
+    Ok(())
+}
