@@ -41,6 +41,7 @@ pub mod key;
 pub mod money;
 pub mod operator;
 pub mod policy;
+pub mod state;
 pub mod time;
 pub mod timer;
 pub mod triggers;

@@ -4,6 +4,7 @@ use std::any::Any;
 
 use crate::action::Action;
 use crate::event::{Event, Interest};
+use crate::state::StateImage;
 use crate::time::Timestamp;
 use crate::timer::TimerService;
 
@@ -103,12 +104,15 @@ pub trait Operator: Send {
     /// Merges state exported from another key into `ctx.key()` (re-arming its timers).
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>);
 
-    /// Writes every key's state for a checkpoint: one `(key, bytes)` per key, in any
-    /// order. Timers are not part of it: the worker checkpoints the timer service.
-    fn snapshot(&self, out: &mut dyn FnMut(&str, Vec<u8>));
+    /// A frozen view of every key's state for a checkpoint, cheap to take (the worker
+    /// pauses for it) and encoded later off the hot path: see [`KeyedState`]. Timers are
+    /// not part of it: the worker checkpoints the timer service.
+    ///
+    /// [`KeyedState`]: crate::state::KeyedState
+    fn snapshot(&self) -> Box<dyn StateImage>;
 
-    /// Restores one key's state written by [`snapshot`](Self::snapshot), without setting
-    /// timers (the worker restores those).
+    /// Restores one key's state as [`snapshot`](Self::snapshot)'s image encoded it,
+    /// without setting timers (the worker restores those).
     fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String>;
 
     /// How many keys hold state.

@@ -7,24 +7,38 @@ use crate::action::{Action, OutputTopic};
 use crate::event::{Event, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
 use crate::policy::Holdout;
+use crate::state::StateImage;
 use crate::time::{Span, Timestamp};
 use crate::timer::TimerService;
 
 /// A worker's state in a checkpoint.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Snapshot {
     /// The pipeline clock it had seen.
     pub clock: Timestamp,
     /// Pending timers.
     pub timers: Vec<SavedTimer>,
-    /// Per operator (by name): every key's state bytes.
-    pub operators: Vec<(String, KeyBytes)>,
+    /// Per operator (by name): its state, encoded when the checkpoint is written.
+    pub operators: Vec<(String, Box<dyn StateImage>)>,
     /// When an event last touched each key (for the state TTL).
     pub touched: Vec<(Str, Timestamp)>,
 }
 
-/// Every key's state bytes of one operator.
-pub type KeyBytes = Vec<(Str, Vec<u8>)>;
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let keys: Vec<(&str, usize)> = self
+            .operators
+            .iter()
+            .map(|(name, image)| (name.as_str(), image.len()))
+            .collect();
+        f.debug_struct("Snapshot")
+            .field("clock", &self.clock)
+            .field("timers", &self.timers.len())
+            .field("operator_keys", &keys)
+            .field("touched", &self.touched.len())
+            .finish()
+    }
+}
 
 /// A pending timer in a checkpoint: operators are named, not numbered, so a checkpoint
 /// survives a change in which triggers are enabled.
@@ -33,7 +47,7 @@ pub struct SavedTimer {
     /// When it is due.
     pub due: Timestamp,
     /// The operator that set it.
-    pub operator: String,
+    pub operator: Str,
     /// Its key.
     pub key: Str,
     /// The operator's tag.
@@ -258,7 +272,7 @@ impl Worker {
                 .entries()
                 .map(|(due, op, key, tag)| SavedTimer {
                     due: *due,
-                    operator: names[usize::from(*op)].to_owned(),
+                    operator: Str::from(names[usize::from(*op)]),
                     key: key.clone(),
                     tag: *tag,
                 })
@@ -266,11 +280,7 @@ impl Worker {
             operators: self
                 .operators
                 .iter()
-                .map(|op| {
-                    let mut keys = Vec::with_capacity(op.key_count());
-                    op.snapshot(&mut |k, bytes| keys.push((Str::from(k), bytes)));
-                    (op.name().to_owned(), keys)
-                })
+                .map(|op| (op.name().to_owned(), op.snapshot()))
                 .collect(),
             touched: self.timers.touched().map(|(k, t)| (k.clone(), t)).collect(),
         }
@@ -294,10 +304,17 @@ impl Worker {
                 notes.push(format!("state of operator {name} dropped: not configured"));
                 continue;
             };
-            for (key, bytes) in keys {
-                self.operators[i]
-                    .restore(&key, &bytes)
-                    .map_err(|e| format!("{name} state of key {key:?}: {e}"))?;
+            let op = &mut self.operators[i];
+            let mut failed = None;
+            keys.encode(&mut |key, bytes| {
+                if failed.is_none()
+                    && let Err(e) = op.restore(key, bytes)
+                {
+                    failed = Some(format!("{name} state of key {key:?}: {e}"));
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
             }
         }
         for (due, op, key, tag) in timers {

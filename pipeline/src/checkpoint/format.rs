@@ -12,8 +12,11 @@ use arrow_ipc::reader::FileReader;
 use arrow_ipc::writer::FileWriter;
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use footfall_operators::event::Str;
+use footfall_operators::state::{EncodedState, StateImage};
 use footfall_operators::time::Timestamp;
 use footfall_operators::worker::{SavedTimer, Snapshot};
+
+use crate::runtime::dedupe::Chunks;
 use serde::{Deserialize, Serialize};
 
 /// One input partition's position and the sequencer's state about it.
@@ -29,8 +32,8 @@ pub struct SourceState {
     pub max_ts: Option<Timestamp>,
     /// Offsets of events read but still held for the clock: re-read on recovery.
     pub held: Vec<u64>,
-    /// The `message_id` dedupe window: hourly buckets of id hashes.
-    pub dedupe: Vec<(i64, Vec<u128>)>,
+    /// The `message_id` dedupe window: hourly buckets of id hashes, in chunks.
+    pub dedupe: Vec<(i64, Chunks)>,
 }
 
 /// The sequencer's state.
@@ -65,7 +68,7 @@ struct SourceRow {
 #[derive(Serialize, Deserialize)]
 struct TimerRow {
     due: i64,
-    operator: String,
+    operator: Str,
     tag: u64,
 }
 
@@ -80,6 +83,12 @@ fn schema() -> SchemaRef {
 /// Rows per record batch.
 const BATCH_ROWS: usize = 65_536;
 
+/// One encoded checkpoint file and the size of each of its sections.
+pub(super) struct Encoded {
+    pub bytes: Vec<u8>,
+    pub sizes: Vec<SectionSize>,
+}
+
 /// Builds one Arrow IPC file from rows.
 struct Rows {
     writer: FileWriter<Vec<u8>>,
@@ -87,6 +96,7 @@ struct Rows {
     key: StringBuilder,
     value: BinaryBuilder,
     len: usize,
+    sizes: Vec<SectionSize>,
 }
 
 impl Rows {
@@ -97,6 +107,7 @@ impl Rows {
             key: StringBuilder::new(),
             value: BinaryBuilder::new(),
             len: 0,
+            sizes: Vec::new(),
         })
     }
 
@@ -105,6 +116,18 @@ impl Rows {
         self.key.append_value(key);
         self.value.append_value(value);
         self.len += 1;
+        let n = (key.len() + value.len()) as u64;
+        match self.sizes.last_mut() {
+            Some(s) if s.section == section => {
+                s.rows += 1;
+                s.bytes += n;
+            }
+            _ => self.sizes.push(SectionSize {
+                section: section.to_owned(),
+                rows: 1,
+                bytes: n,
+            }),
+        }
         if self.len == BATCH_ROWS {
             self.flush()?;
         }
@@ -128,10 +151,13 @@ impl Rows {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<u8>, ArrowError> {
+    fn finish(mut self) -> Result<Encoded, ArrowError> {
         self.flush()?;
         self.writer.finish()?;
-        self.writer.into_inner()
+        Ok(Encoded {
+            bytes: self.writer.into_inner()?,
+            sizes: self.sizes,
+        })
     }
 }
 
@@ -141,7 +167,7 @@ fn pc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Encodes the sequencer's state as one Arrow IPC file.
-pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Vec<u8>, ArrowError> {
+pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Encoded, ArrowError> {
     let mut rows = Rows::new()?;
     rows.push("clock", "", &s.clock.as_nanos().to_le_bytes())?;
     for src in &s.sources {
@@ -152,8 +178,17 @@ pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Vec<u8>, ArrowError
             held: src.held.clone(),
         };
         rows.push("source", &key, &pc(&row))?;
-        for bucket in &src.dedupe {
-            rows.push("dedupe", &key, &pc(bucket))?;
+        // One row per chunk: the hour, then the hashes, 16 bytes each, little-endian.
+        let mut buf = Vec::new();
+        for (hour, chunks) in &src.dedupe {
+            for c in chunks {
+                buf.clear();
+                buf.extend_from_slice(&hour.to_le_bytes());
+                for h in c.iter() {
+                    buf.extend_from_slice(&h.to_le_bytes());
+                }
+                rows.push("dedupe", &key, &buf)?;
+            }
         }
     }
     for (anon, user, since) in &s.links {
@@ -166,7 +201,7 @@ pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Vec<u8>, ArrowError
 }
 
 /// Encodes one worker's state as one Arrow IPC file.
-pub(super) fn encode_worker(w: &Snapshot) -> Result<Vec<u8>, ArrowError> {
+pub(super) fn encode_worker(w: &Snapshot) -> Result<Encoded, ArrowError> {
     let mut rows = Rows::new()?;
     rows.push("clock", "", &w.clock.as_nanos().to_le_bytes())?;
     for t in &w.timers {
@@ -180,10 +215,18 @@ pub(super) fn encode_worker(w: &Snapshot) -> Result<Vec<u8>, ArrowError> {
     for (key, at) in &w.touched {
         rows.push("touched", key, &at.as_nanos().to_le_bytes())?;
     }
-    for (op, keys) in &w.operators {
+    for (op, image) in &w.operators {
         let section = format!("state/{op}");
-        for (key, bytes) in keys {
-            rows.push(&section, key, bytes)?;
+        let mut failed = None;
+        image.encode(&mut |key, bytes| {
+            if failed.is_none()
+                && let Err(e) = rows.push(&section, key, bytes)
+            {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
     }
     rows.finish()
@@ -281,7 +324,15 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
                 });
             }
             "dedupe" => {
-                let bucket: (i64, Vec<u128>) = un("dedupe", v)?;
+                if v.len() < 8 || (v.len() - 8) % 16 != 0 {
+                    return Err("a dedupe row is an hour and 16-byte hashes".into());
+                }
+                let (hour, ids) = v.split_at(8);
+                let hour = i64::from_le_bytes(hour.try_into().map_err(|_| "hour")?);
+                let ids: Vec<u128> = ids
+                    .chunks_exact(16)
+                    .map(|b| u128::from_le_bytes(b.try_into().unwrap_or_default()))
+                    .collect();
                 let (topic, part) = key
                     .rsplit_once('/')
                     .ok_or("dedupe key is topic/partition")?;
@@ -291,7 +342,10 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
                     .rev()
                     .find(|x| x.topic == topic && x.partition.to_string() == part)
                     .ok_or("dedupe row before its source")?;
-                src.dedupe.push(bucket);
+                match src.dedupe.last_mut() {
+                    Some((h, chunks)) if *h == hour => chunks.push(Arc::new(ids)),
+                    _ => src.dedupe.push((hour, vec![Arc::new(ids)])),
+                }
             }
             "link" => {
                 let (user, since): (&str, i64) = un("link", v)?;
@@ -311,6 +365,7 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
 /// Decodes a `worker-N.arrow`.
 pub(super) fn decode_worker(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut w = Snapshot::default();
+    let mut ops: Vec<(String, EncodedState)> = Vec::new();
     for_each_row(bytes, |section, key, v| {
         if section == "clock" {
             w.clock = nanos(v)?;
@@ -325,17 +380,19 @@ pub(super) fn decode_worker(bytes: &[u8]) -> Result<Snapshot, String> {
         } else if section == "touched" {
             w.touched.push((key.into(), nanos(v)?));
         } else if let Some(op) = section.strip_prefix("state/") {
-            match w.operators.last_mut() {
-                Some((name, keys)) if name == op => keys.push((key.into(), v.to_vec())),
-                _ => w
-                    .operators
-                    .push((op.to_owned(), vec![(key.into(), v.to_vec())])),
+            match ops.last_mut() {
+                Some((name, keys)) if name == op => keys.0.push((key.into(), v.to_vec())),
+                _ => ops.push((op.to_owned(), EncodedState(vec![(key.into(), v.to_vec())]))),
             }
         } else {
             return Err(format!("unknown section {section:?}"));
         }
         Ok(())
     })?;
+    w.operators = ops
+        .into_iter()
+        .map(|(name, keys)| (name, Box::new(keys) as Box<dyn StateImage>))
+        .collect();
     Ok(w)
 }
 
@@ -354,13 +411,19 @@ mod tests {
                 next_offset: 42,
                 max_ts: Some(t),
                 held: vec![40, 41],
-                dedupe: vec![(500_000, vec![1, u128::MAX])],
+                dedupe: vec![
+                    (
+                        500_000,
+                        vec![Arc::new(vec![1, u128::MAX]), Arc::new(vec![7])],
+                    ),
+                    (500_001, vec![Arc::new(vec![2])]),
+                ],
             }],
             links: vec![("dev-1".into(), "m-1".into(), t)],
             erased: vec![0, u128::MAX],
         };
         assert_eq!(
-            decode_sequencer(&encode_sequencer(&seq).unwrap()).unwrap(),
+            decode_sequencer(&encode_sequencer(&seq).unwrap().bytes).unwrap(),
             seq
         );
 
@@ -372,20 +435,36 @@ mod tests {
                 key: "m-1".into(),
                 tag: 7,
             }],
-            operators: vec![("abandoned_cart".into(), vec![("m-1".into(), vec![1, 2, 3])])],
+            operators: vec![(
+                "abandoned_cart".into(),
+                Box::new(EncodedState(vec![("m-1".into(), vec![1, 2, 3])])),
+            )],
             touched: vec![("m-1".into(), t)],
         };
-        let back = decode_worker(&encode_worker(&w).unwrap()).unwrap();
+        let encoded = encode_worker(&w).unwrap();
+        let state = encoded
+            .sizes
+            .iter()
+            .find(|s| s.section == "state/abandoned_cart");
+        assert_eq!(state.map(|s| (s.rows, s.bytes)), Some((1, 6)));
+        let back = decode_worker(&encoded.bytes).unwrap();
         assert_eq!(back.clock, w.clock);
         assert_eq!(back.timers, w.timers);
-        assert_eq!(back.operators, w.operators);
+        let rows = |s: &Snapshot| {
+            let mut rows = Vec::new();
+            for (op, image) in &s.operators {
+                image.encode(&mut |k, v| rows.push((op.clone(), k.to_owned(), v.to_vec())));
+            }
+            rows
+        };
+        assert_eq!(rows(&back), rows(&w));
         assert_eq!(back.touched, w.touched);
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_worker(b"not arrow").is_err());
-        let good = encode_worker(&Snapshot::default()).unwrap();
+        let good = encode_worker(&Snapshot::default()).unwrap().bytes;
         assert!(decode_worker(&good[..good.len() / 2]).is_err());
     }
 }

@@ -18,4 +18,4 @@ mod format;
 mod store;
 
 pub use format::{CheckpointData, SectionSize, SequencerState, SourceState, section_sizes};
-pub use store::{CheckpointError, CheckpointInfo, Found, Manifest, Store};
+pub use store::{CheckpointError, CheckpointInfo, Found, Manifest, Store, Written};

@@ -13,7 +13,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::format::{self, CheckpointData};
+use super::format::{self, CheckpointData, SectionSize};
 
 /// A checkpoint store that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +80,15 @@ pub struct Found {
     pub id: u64,
     /// Its manifest, if it is complete; else why it is not.
     pub manifest: Result<Manifest, String>,
+}
+
+/// What [`Store::write`] wrote.
+#[derive(Debug)]
+pub struct Written {
+    /// Bytes in all files, manifest included.
+    pub bytes: u64,
+    /// Rows and bytes per section, over all files (`state/<operator>` among them).
+    pub sections: Vec<SectionSize>,
 }
 
 /// A checkpoint store.
@@ -287,18 +296,40 @@ impl Store {
     pub async fn write(
         &self,
         id: u64,
-        data: &CheckpointData,
+        data: CheckpointData,
         outputs: Vec<(String, Vec<u64>)>,
-    ) -> Result<u64, CheckpointError> {
-        let enc = |r: Result<Vec<u8>, arrow_schema::ArrowError>| {
-            r.map_err(|e| CheckpointError::Encode(e.to_string()))
-        };
-        let mut files = vec![(
-            "sequencer.arrow".to_owned(),
-            enc(format::encode_sequencer(&data.sequencer))?,
-        )];
-        for (i, w) in data.workers.iter().enumerate() {
-            files.push((format!("worker-{i}.arrow"), enc(format::encode_worker(w))?));
+    ) -> Result<Written, CheckpointError> {
+        let clock = data.sequencer.clock;
+        let workers = data.workers.len() as u32;
+        // Encoding is CPU work: off the runtime's threads, which run the partitions.
+        let encoded = tokio::task::spawn_blocking(move || {
+            let enc = |r: Result<format::Encoded, arrow_schema::ArrowError>| {
+                r.map_err(|e| CheckpointError::Encode(e.to_string()))
+            };
+            let mut files = vec![(
+                "sequencer.arrow".to_owned(),
+                enc(format::encode_sequencer(&data.sequencer))?,
+            )];
+            for (i, w) in data.workers.iter().enumerate() {
+                files.push((format!("worker-{i}.arrow"), enc(format::encode_worker(w))?));
+            }
+            Ok::<_, CheckpointError>(files)
+        })
+        .await
+        .map_err(|e| CheckpointError::Encode(e.to_string()))??;
+        let mut sizes: Vec<SectionSize> = Vec::new();
+        let mut files = Vec::with_capacity(encoded.len());
+        for (name, e) in encoded {
+            for s in e.sizes {
+                match sizes.iter_mut().find(|x| x.section == s.section) {
+                    Some(x) => {
+                        x.rows += s.rows;
+                        x.bytes += s.bytes;
+                    }
+                    None => sizes.push(s),
+                }
+            }
+            files.push((name, e.bytes));
         }
         let prefix = id_prefix(id);
         let mut entries = Vec::new();
@@ -315,8 +346,8 @@ impl Store {
         let manifest = Manifest {
             id,
             created_at: Timestamp::now().to_string(),
-            clock: data.sequencer.clock.to_string(),
-            workers: data.workers.len() as u32,
+            clock: clock.to_string(),
+            workers,
             outputs,
             files: entries,
         };
@@ -325,7 +356,10 @@ impl Store {
         let path = ObjPath::from(format!("{prefix}/manifest.json"));
         self.inner.put(&path, PutPayload::from(json)).await?;
         self.prune().await?;
-        Ok(total)
+        Ok(Written {
+            bytes: total,
+            sections: sizes,
+        })
     }
 
     /// Deletes all but the newest `keep` checkpoints (and any older incomplete ones).
@@ -372,7 +406,7 @@ mod tests {
         for i in 1..=5 {
             let id = store.next_id().await.unwrap();
             assert_eq!(id, i);
-            store.write(id, &data(i as i64), Vec::new()).await.unwrap();
+            store.write(id, data(i as i64), Vec::new()).await.unwrap();
         }
         let ids: Vec<u64> = store
             .list()

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use footfall_operators::decode::decode;
 use footfall_operators::event::Topic;
 use footfall_operators::time::Timestamp;
-use footfall_operators::worker::Snapshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -78,21 +77,24 @@ impl Checkpointer {
                     Err(_) => return,
                 }
             }
-            let m = metrics::get();
-            for (op, keys, bytes) in state_sizes(&workers) {
-                m.state_keys.with_label_values(&[op]).set(keys as i64);
-                m.state_bytes.with_label_values(&[op]).set(bytes as i64);
-            }
+            let clock = sequencer.clock;
             let data = CheckpointData { sequencer, workers };
-            match store.write(id, &data, outputs).await {
-                Ok(bytes) => {
+            match store.write(id, data, outputs).await {
+                Ok(written) => {
                     let m = metrics::get();
+                    for s in &written.sections {
+                        if let Some(op) = s.section.strip_prefix("state/") {
+                            m.state_keys.with_label_values(&[op]).set(s.rows as i64);
+                            m.state_bytes.with_label_values(&[op]).set(s.bytes as i64);
+                        }
+                    }
+                    let bytes = written.bytes;
                     let secs = started.elapsed().as_secs_f64();
                     m.checkpoint_duration.observe(secs);
                     m.checkpoint_bytes.set(bytes as i64);
                     m.last_checkpoint.set(Timestamp::now().as_secs_f64());
                     stats.checkpoint(started.elapsed().as_micros() as u64, bytes);
-                    info!(checkpoint = id, bytes, secs, clock = %data.sequencer.clock, "checkpoint written");
+                    info!(checkpoint = id, bytes, secs, clock = %clock, "checkpoint written");
                 }
                 Err(e) => warn!(checkpoint = id, error = %e, "checkpoint failed"),
             }
@@ -106,24 +108,6 @@ impl Checkpointer {
             let _ = h.await;
         }
     }
-}
-
-/// Per operator: keys holding state and their encoded bytes, over all workers.
-pub fn state_sizes(workers: &[Snapshot]) -> Vec<(&str, usize, usize)> {
-    let mut out: Vec<(&str, usize, usize)> = Vec::new();
-    for w in workers {
-        for (op, keys) in &w.operators {
-            let bytes: usize = keys.iter().map(|(k, v)| k.len() + v.len()).sum();
-            match out.iter_mut().find(|(n, _, _)| n == op) {
-                Some(e) => {
-                    e.1 += keys.len();
-                    e.2 += bytes;
-                }
-                None => out.push((op, keys.len(), bytes)),
-            }
-        }
-    }
-    out
 }
 
 /// Re-reads and decodes the events a checkpoint's sequencer still held.

@@ -1,6 +1,7 @@
 //! Redelivered input: a `message_id` is applied once within the dedupe window.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use footfall_operators::time::Timestamp;
 use rustc_hash::FxHashSet;
@@ -8,10 +9,31 @@ use xxhash_rust::xxh3::xxh3_128;
 
 /// Seen `message_id`s of one input partition, remembered in hourly buckets of event
 /// time; buckets further than the window behind the newest are forgotten.
+///
+/// A bucket's ids are kept in chunks: a checkpoint seals the chunk being filled and
+/// shares every sealed one, so taking it copies no ids however large the window.
 pub struct Dedupe {
     window_secs: i64,
     seen: FxHashSet<u128>,
-    buckets: VecDeque<(i64, Vec<u128>)>,
+    buckets: VecDeque<Bucket>,
+}
+
+/// The id hashes of one hour, in sealed chunks (oldest first).
+pub type Chunks = Vec<Arc<Vec<u128>>>;
+
+struct Bucket {
+    hour: i64,
+    sealed: Chunks,
+    open: Vec<u128>,
+}
+
+impl Bucket {
+    fn ids(self) -> impl Iterator<Item = u128> {
+        self.sealed
+            .into_iter()
+            .flat_map(|c| Arc::unwrap_or_clone(c).into_iter())
+            .chain(self.open)
+    }
 }
 
 const BUCKET_SECS: i64 = 3600;
@@ -40,22 +62,25 @@ impl Dedupe {
             return false;
         }
         let b = ts.as_secs().div_euclid(BUCKET_SECS);
-        match self.buckets.iter_mut().rev().find(|(k, _)| *k == b) {
-            Some((_, ids)) => ids.push(h),
+        match self.buckets.iter_mut().rev().find(|k| k.hour == b) {
+            Some(bucket) => bucket.open.push(h),
             None => {
-                let at = self.buckets.partition_point(|(k, _)| *k < b);
-                self.buckets.insert(at, (b, vec![h]));
+                let at = self.buckets.partition_point(|k| k.hour < b);
+                self.buckets.insert(
+                    at,
+                    Bucket {
+                        hour: b,
+                        sealed: Vec::new(),
+                        open: vec![h],
+                    },
+                );
             }
         }
-        let newest = self.buckets.back().map_or(b, |(k, _)| *k);
+        let newest = self.buckets.back().map_or(b, |k| k.hour);
         let keep = self.window_secs.div_euclid(BUCKET_SECS) + 1;
-        while self
-            .buckets
-            .front()
-            .is_some_and(|(k, _)| newest - *k > keep)
-        {
-            if let Some((_, ids)) = self.buckets.pop_front() {
-                for id in ids {
+        while self.buckets.front().is_some_and(|k| newest - k.hour > keep) {
+            if let Some(bucket) = self.buckets.pop_front() {
+                for id in bucket.ids() {
                     self.seen.remove(&id);
                 }
             }
@@ -65,17 +90,35 @@ impl Dedupe {
 }
 
 impl Dedupe {
-    /// The window's buckets, oldest first (for checkpoints).
-    pub fn buckets(&self) -> Vec<(i64, Vec<u128>)> {
-        self.buckets.iter().cloned().collect()
+    /// The window's buckets, oldest first (for checkpoints): seals the chunks being
+    /// filled and shares them all.
+    pub fn buckets(&mut self) -> Vec<(i64, Chunks)> {
+        self.buckets
+            .iter_mut()
+            .map(|b| {
+                if !b.open.is_empty() {
+                    b.sealed.push(Arc::new(std::mem::take(&mut b.open)));
+                }
+                (b.hour, b.sealed.clone())
+            })
+            .collect()
     }
 
     /// Restores buckets written by [`buckets`](Self::buckets).
-    pub fn restore(&mut self, buckets: Vec<(i64, Vec<u128>)>) {
-        for (_, ids) in &buckets {
-            self.seen.extend(ids.iter().copied());
+    pub fn restore(&mut self, buckets: Vec<(i64, Chunks)>) {
+        for (_, chunks) in &buckets {
+            for c in chunks {
+                self.seen.extend(c.iter().copied());
+            }
         }
-        self.buckets = buckets.into();
+        self.buckets = buckets
+            .into_iter()
+            .map(|(hour, sealed)| Bucket {
+                hour,
+                sealed,
+                open: Vec::new(),
+            })
+            .collect();
     }
 }
 
@@ -99,5 +142,24 @@ mod tests {
         assert!(d.first_time("c", later));
         // "a" has aged out of the window.
         assert!(d.first_time("a", later));
+    }
+
+    #[test]
+    fn a_checkpoint_shares_sealed_chunks_and_restores_the_window() {
+        let mut d = Dedupe::new(86_400, 0);
+        let t = Timestamp::from_secs(1_000_000_000);
+        assert!(d.first_time("a", t));
+        let first = d.buckets();
+        assert!(d.first_time("b", t));
+        let second = d.buckets();
+        assert_eq!(second[0].1.len(), 2, "a chunk per checkpoint");
+        assert!(
+            Arc::ptr_eq(&first[0].1[0], &second[0].1[0]),
+            "shared, not copied"
+        );
+        let mut back = Dedupe::new(86_400, 0);
+        back.restore(second);
+        assert!(!back.first_time("a", t) && !back.first_time("b", t));
+        assert!(back.first_time("c", t));
     }
 }

@@ -301,7 +301,7 @@ impl Sequencer {
             clock,
             sources: self
                 .inputs
-                .iter()
+                .iter_mut()
                 .zip(&self.held)
                 .zip(max_ts)
                 .map(|((input, held), max_ts)| SourceState {

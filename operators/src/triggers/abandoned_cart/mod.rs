@@ -8,7 +8,6 @@
 
 use compact_str::CompactString;
 use rust_decimal::Decimal;
-use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
@@ -17,6 +16,7 @@ use crate::action::{Action, Group, OutputTopic, action_id};
 use crate::event::{CartChange, Event, EventKind, Interest};
 use crate::money::deserialize_money_str;
 use crate::operator::{Context, KeyState, Operator};
+use crate::state::{KeyedState, StateImage};
 use crate::time::{Span, Timestamp};
 
 /// The trigger's name in actions and metrics.
@@ -62,11 +62,11 @@ pub struct AbandonedCart {
     min_value: Decimal,
     channel: String,
     template: String,
-    customers: FxHashMap<CompactString, Customer>,
+    customers: KeyedState<Customer>,
 }
 
 /// One customer's carts and cooldown.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Customer {
     carts: Vec<Cart>,
     #[serde(with = "crate::time::nanos::opt")]
@@ -74,7 +74,7 @@ struct Customer {
     anonymous_id: Option<CompactString>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct Cart {
     /// `cart_id`, or the customer key for the default cart.
     id: CompactString,
@@ -161,7 +161,7 @@ impl AbandonedCart {
             min_value: cfg.min_value,
             channel: cfg.channel.clone(),
             template: cfg.template.clone(),
-            customers: FxHashMap::default(),
+            customers: KeyedState::default(),
         }
     }
 
@@ -183,7 +183,7 @@ impl AbandonedCart {
             if !is_add {
                 return;
             }
-            self.customers.insert(key.into(), Customer::default());
+            self.customers.insert(key, Customer::default());
         }
         let Some(customer) = self.customers.get_mut(key) else {
             return;
@@ -383,7 +383,7 @@ impl Operator for AbandonedCart {
             return;
         };
         let key = ctx.key();
-        let into = self.customers.entry(key.into()).or_default();
+        let into = self.customers.get_or_default(key);
         into.last_fired = into.last_fired.max(from.last_fired);
         if from.anonymous_id.is_some() {
             into.anonymous_id = from.anonymous_id;
@@ -416,18 +416,13 @@ impl Operator for AbandonedCart {
         }
     }
 
-    fn snapshot(&self, out: &mut dyn FnMut(&str, Vec<u8>)) {
-        for (key, customer) in &self.customers {
-            // A struct of strings, numbers and decimals always encodes.
-            if let Ok(bytes) = postcard::to_allocvec(customer) {
-                out(key, bytes);
-            }
-        }
+    fn snapshot(&self) -> Box<dyn StateImage> {
+        self.customers.image()
     }
 
     fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String> {
         let customer: Customer = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-        self.customers.insert(key.into(), customer);
+        self.customers.insert(key, customer);
         Ok(())
     }
 
