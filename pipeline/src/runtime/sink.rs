@@ -5,12 +5,13 @@
 //! an `action_id` (or a dead letter's source position) already there is never appended
 //! again. Replaying the same input into the same data directory adds nothing twice.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
 use footfall_operators::action::{Action, DeadLetter, OutputTopic};
 use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::log::{Batch, Log, LogError, PartitionWriter};
@@ -19,6 +20,33 @@ struct Slot {
     writer: PartitionWriter,
     /// Identities of the records already in this partition.
     written: FxHashSet<u128>,
+    /// Records read back at open (a crashed run wrote them past the checkpoint) that
+    /// this run has not produced again yet, by offset. A checkpoint taken before the
+    /// run catches up with them must still have them read back on recovery, so its
+    /// output position stays at the first of them.
+    unconfirmed: BTreeMap<u64, u128>,
+    unconfirmed_at: FxHashMap<u128, u64>,
+}
+
+impl Slot {
+    /// Records `id` as written; false if it already was (then it is confirmed).
+    fn insert(&mut self, id: u128) -> bool {
+        if self.written.insert(id) {
+            return true;
+        }
+        if let Some(offset) = self.unconfirmed_at.remove(&id) {
+            self.unconfirmed.remove(&offset);
+        }
+        false
+    }
+
+    /// Where a recovery from a checkpoint taken now must start reading back.
+    fn position(&self) -> u64 {
+        let end = self.writer.next_offset();
+        self.unconfirmed
+            .first_key_value()
+            .map_or(end, |(o, _)| end.min(*o))
+    }
 }
 
 /// Writers of every output topic's partitions.
@@ -67,6 +95,8 @@ impl Sinks {
             for p in 0..n {
                 let writer = log.writer(t.name(), p)?;
                 let mut written = FxHashSet::default();
+                let mut unconfirmed = BTreeMap::new();
+                let mut unconfirmed_at = FxHashMap::default();
                 let from = since
                     .and_then(|s| s.iter().find(|(name, _)| name == t.name()))
                     .and_then(|(_, offsets)| offsets.get(p as usize).copied())
@@ -74,9 +104,20 @@ impl Sinks {
                 let mut reader = log.reader(t.name(), p, from)?;
                 let mut batch = Batch::default();
                 while reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
-                    written.extend(batch.iter().filter_map(|(_, b)| identity(b)));
+                    for (offset, b) in batch.iter() {
+                        if let Some(id) = identity(b) {
+                            written.insert(id);
+                            unconfirmed.insert(offset, id);
+                            unconfirmed_at.insert(id, offset);
+                        }
+                    }
                 }
-                slots.push(Mutex::new(Slot { writer, written }));
+                slots.push(Mutex::new(Slot {
+                    writer,
+                    written,
+                    unconfirmed,
+                    unconfirmed_at,
+                }));
             }
             topics.push(slots);
         }
@@ -102,7 +143,7 @@ impl Sinks {
             let t = index(a.topic);
             let p = partition_for(key, self.topics[t].len() as u32) as usize;
             let mut slot = lock(&self.topics[t][p]);
-            if !slot.written.insert(xxh3_128(a.action_id.as_bytes())) {
+            if !slot.insert(xxh3_128(a.action_id.as_bytes())) {
                 continue;
             }
             a.emitted_at = Some(now);
@@ -126,10 +167,7 @@ impl Sinks {
         let slots = &self.topics[index(OutputTopic::Deadletter)];
         let mut slot = lock(&slots[partition as usize % slots.len()]);
         for d in dead {
-            if !slot
-                .written
-                .insert(dead_identity(&d.topic, d.partition, d.offset))
-            {
+            if !slot.insert(dead_identity(&d.topic, d.partition, d.offset)) {
                 continue;
             }
             let bytes = serde_json::to_vec(d).unwrap_or_default();
@@ -138,13 +176,14 @@ impl Sinks {
         slot.writer.flush()
     }
 
-    /// Each output topic's partitions' end offsets.
+    /// Each output topic's partitions' positions for a checkpoint: the end offset, or
+    /// the first record read back at open that this run has not produced again.
     pub fn positions(&self) -> Vec<(String, Vec<u64>)> {
         OutputTopic::ALL
             .iter()
             .zip(&self.topics)
             .map(|(t, slots)| {
-                let ends = slots.iter().map(|s| lock(s).writer.next_offset()).collect();
+                let ends = slots.iter().map(|s| lock(s).position()).collect();
                 (t.name().to_owned(), ends)
             })
             .collect()
