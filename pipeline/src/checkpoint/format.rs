@@ -116,18 +116,12 @@ impl Rows {
         self.key.append_value(key);
         self.value.append_value(value);
         self.len += 1;
-        let n = (key.len() + value.len()) as u64;
-        match self.sizes.last_mut() {
-            Some(s) if s.section == section => {
-                s.rows += 1;
-                s.bytes += n;
-            }
-            _ => self.sizes.push(SectionSize {
-                section: section.to_owned(),
-                rows: 1,
-                bytes: n,
-            }),
-        }
+        SectionSize::add(
+            &mut self.sizes,
+            section,
+            1,
+            (key.len() + value.len()) as u64,
+        );
         if self.len == BATCH_ROWS {
             self.flush()?;
         }
@@ -273,22 +267,28 @@ pub struct SectionSize {
     pub bytes: u64,
 }
 
+impl SectionSize {
+    /// Adds `rows` and `bytes` to `section`'s entry in `sizes`, creating it if missing.
+    pub fn add(sizes: &mut Vec<SectionSize>, section: &str, rows: u64, bytes: u64) {
+        match sizes.iter_mut().rev().find(|s| s.section == section) {
+            Some(s) => {
+                s.rows += rows;
+                s.bytes += bytes;
+            }
+            None => sizes.push(SectionSize {
+                section: section.to_owned(),
+                rows,
+                bytes,
+            }),
+        }
+    }
+}
+
 /// The sections of one checkpoint file, in order of first appearance.
 pub fn section_sizes(bytes: &[u8]) -> Result<Vec<SectionSize>, String> {
     let mut out: Vec<SectionSize> = Vec::new();
     for_each_row(bytes, |section, key, v| {
-        let n = (key.len() + v.len()) as u64;
-        match out.iter_mut().rev().find(|s| s.section == section) {
-            Some(s) => {
-                s.rows += 1;
-                s.bytes += n;
-            }
-            None => out.push(SectionSize {
-                section: section.to_owned(),
-                rows: 1,
-                bytes: n,
-            }),
-        }
+        SectionSize::add(&mut out, section, 1, (key.len() + v.len()) as u64);
         Ok(())
     })?;
     Ok(out)

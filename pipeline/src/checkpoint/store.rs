@@ -130,8 +130,8 @@ impl Store {
         data_dir.join("checkpoints")
     }
 
-    /// Every checkpoint with a readable manifest, newest first.
-    pub async fn list(&self) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+    /// The numbers of every checkpoint directory, complete or not, newest first.
+    async fn ids(&self) -> Result<Vec<u64>, CheckpointError> {
         let mut ids: Vec<u64> = self
             .inner
             .list_with_delimiter(None)
@@ -141,6 +141,12 @@ impl Store {
             .filter_map(|p| p.as_ref().parse().ok())
             .collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ids)
+    }
+
+    /// Every checkpoint with a readable manifest, newest first.
+    pub async fn list(&self) -> Result<Vec<CheckpointInfo>, CheckpointError> {
+        let ids = self.ids().await?;
         let mut out = Vec::new();
         for id in ids {
             let path = ObjPath::from(format!("{}/manifest.json", id_prefix(id)));
@@ -159,24 +165,18 @@ impl Store {
     /// Every checkpoint directory, newest first, each checked without being loaded: a
     /// readable manifest whose files all exist with the sizes it lists.
     pub async fn survey(&self) -> Result<Vec<Found>, CheckpointError> {
-        let mut ids: Vec<u64> = self
-            .inner
-            .list_with_delimiter(None)
-            .await?
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.as_ref().parse().ok())
-            .collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let ids = self.ids().await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let manifest = self.check(id).await;
+            let manifest = self.manifest(id).await;
             out.push(Found { id, manifest });
         }
         Ok(out)
     }
 
-    async fn check(&self, id: u64) -> Result<Manifest, String> {
+    /// The manifest of checkpoint `id` once its files are checked, or why it cannot be
+    /// used.
+    pub async fn manifest(&self, id: u64) -> Result<Manifest, String> {
         let path = ObjPath::from(format!("{}/manifest.json", id_prefix(id)));
         let got = match self.inner.get(&path).await {
             Ok(g) => g,
@@ -207,21 +207,9 @@ impl Store {
         Ok(m)
     }
 
-    /// The manifest of checkpoint `id`, or why it cannot be used.
-    pub async fn manifest(&self, id: u64) -> Result<Manifest, String> {
-        self.check(id).await
-    }
-
     /// The next checkpoint number.
     pub async fn next_id(&self) -> Result<u64, CheckpointError> {
-        let newest = self
-            .inner
-            .list_with_delimiter(None)
-            .await?
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.as_ref().parse::<u64>().ok())
-            .max();
+        let newest = self.ids().await?.first().copied();
         Ok(newest.map_or(1, |n| n + 1))
     }
 
@@ -321,13 +309,7 @@ impl Store {
         let mut files = Vec::with_capacity(encoded.len());
         for (name, e) in encoded {
             for s in e.sizes {
-                match sizes.iter_mut().find(|x| x.section == s.section) {
-                    Some(x) => {
-                        x.rows += s.rows;
-                        x.bytes += s.bytes;
-                    }
-                    None => sizes.push(s),
-                }
+                SectionSize::add(&mut sizes, &s.section, s.rows, s.bytes);
             }
             files.push((name, e.bytes));
         }
