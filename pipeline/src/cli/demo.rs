@@ -83,7 +83,11 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
         out,
         "    footfall consume --data-dir {d} --topic deadletter --from-beginning --max 5"
     )?;
-    writeln!(out, "  replay it again (same input, same action ids):")?;
+    writeln!(
+        out,
+        "  the state it kept (a checkpoint at the end: a rerun resumes there, writing nothing twice):"
+    )?;
+    writeln!(out, "    footfall checkpoint list --data-dir {d}")?;
     writeln!(out, "    footfall replay --data-dir {d}")?;
     Ok(())
 }
