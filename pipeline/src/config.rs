@@ -4,6 +4,7 @@
 //! are footfall's own. Every key has a default; an unknown key is an error naming it and
 //! its line. `deploy/footfall.toml` documents every field.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use footfall_operators::config::{PolicyConfig, TriggersConfig, parse_hhmm};
@@ -42,10 +43,14 @@ pub struct CheckpointConfig {
     pub enabled: bool,
     /// Seconds of wall time between checkpoints (and one at a clean stop).
     pub interval_secs: f64,
-    /// Where: a directory or `file:///dir`; empty means `<data_dir>/checkpoints`.
+    /// Where: a directory, `file:///dir`, `s3://`, `gs://` or `az://bucket/prefix`;
+    /// empty means `<data_dir>/checkpoints`.
     pub url: String,
     /// How many complete checkpoints to keep.
     pub keep: usize,
+    /// `[checkpoint.options]`: settings of a remote store (`endpoint`, `region`,
+    /// `allow_http`, ...), on top of the provider's environment variables.
+    pub options: BTreeMap<String, String>,
 }
 
 impl Default for CheckpointConfig {
@@ -55,6 +60,7 @@ impl Default for CheckpointConfig {
             interval_secs: 10.0,
             url: String::new(),
             keep: 3,
+            options: BTreeMap::new(),
         }
     }
 }
@@ -276,11 +282,10 @@ impl Config {
         if c.enabled && c.keep == 0 {
             p.push("checkpoint.keep: must be at least 1".into());
         }
-        if c.enabled && c.url.contains("://") && !c.url.starts_with("file://") {
-            p.push(format!(
-                "checkpoint.url: {:?}: only local directories (a path or file:///...) are supported by this build",
-                c.url
-            ));
+        if c.enabled
+            && let Err(e) = crate::checkpoint::Store::check(&c.url, &c.options)
+        {
+            p.push(format!("checkpoint: {e}"));
         }
         if self.log.segment_bytes < 4096 {
             p.push("log.segment_bytes: must be at least 4096".into());

@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod determinism;
 mod golden;
+mod remote;
 mod service;
 mod support;

@@ -12,6 +12,15 @@ pub fn footfall_bin() -> PathBuf {
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
+        // Cargo sets these for this test; some build scripts (ring's) track them, and a
+        // value differing from a plain `cargo build` would rebuild the tree each time.
+        for (k, _) in std::env::vars_os() {
+            if k.to_str()
+                .is_some_and(|k| k.starts_with("CARGO_") && k != "CARGO_HOME")
+            {
+                cmd.env_remove(k);
+            }
+        }
         cmd.args([
             "build",
             "--quiet",

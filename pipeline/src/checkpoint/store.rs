@@ -1,14 +1,19 @@
 //! Where checkpoints live: an `object_store` location (a local directory by default),
 //! one prefix per checkpoint, the manifest written last.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use footfall_operators::time::Timestamp;
 use futures_util::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
@@ -18,11 +23,19 @@ use super::format::{self, CheckpointData, SectionSize};
 /// A checkpoint store that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// The URL names a store this build cannot reach.
+    /// The URL names a kind of store footfall cannot write to.
     #[error(
-        "checkpoint url {0:?}: only local directories (a path or file:///...) are supported by this build"
+        "checkpoint url {0:?}: use a directory, file:///dir, s3://bucket/prefix, gs://bucket/prefix or az://container/prefix"
     )]
     Unsupported(String),
+    /// An option in `[checkpoint.options]` means nothing to this kind of store.
+    #[error("[checkpoint.options] {key:?} is not an option of {scheme}:// stores")]
+    UnknownOption {
+        /// The store's scheme.
+        scheme: String,
+        /// The option.
+        key: String,
+    },
     /// The store failed.
     #[error("checkpoint store: {0}")]
     Store(#[from] object_store::Error),
@@ -96,6 +109,8 @@ pub struct Written {
 pub struct Store {
     inner: Arc<dyn ObjectStore>,
     keep: usize,
+    /// The directory, when the store is local: emptied directories are removed by hand.
+    local_dir: Option<PathBuf>,
     /// Where it is, for messages.
     pub location: String,
 }
@@ -104,25 +119,109 @@ fn id_prefix(id: u64) -> String {
     format!("{id:012}")
 }
 
+/// A remote store: `scheme://bucket/prefix`, configured from the environment and then
+/// `options`.
+fn remote(
+    url: &str,
+    scheme: &str,
+    rest: &str,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, CheckpointError> {
+    let unknown = |key: &str| CheckpointError::UnknownOption {
+        scheme: scheme.to_owned(),
+        key: key.to_owned(),
+    };
+    // The TLS provider for the HTTP client (ring, as everywhere in footfall). A second
+    // install fails harmlessly: one is already in place.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let root = format!("{scheme}://{bucket}");
+    let store: Arc<dyn ObjectStore> = match scheme {
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::from_env().with_url(&root);
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|_| unknown(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::from_env().with_url(&root);
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|_| unknown(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+        "az" | "abfs" | "abfss" | "azure" => {
+            let mut b = MicrosoftAzureBuilder::from_env().with_url(&root);
+            for (k, v) in options {
+                b = b.with_config(k.parse().map_err(|_| unknown(k))?, v);
+            }
+            Arc::new(b.build()?)
+        }
+        _ => return Err(CheckpointError::Unsupported(url.to_owned())),
+    };
+    let prefix = prefix.trim_matches('/');
+    Ok(if prefix.is_empty() {
+        store
+    } else {
+        Arc::new(PrefixStore::new(store, prefix))
+    })
+}
+
 impl Store {
-    /// Opens the store at `url`: a directory path or `file:///dir`, created if missing.
-    /// Keeps the newest `keep` checkpoints.
-    pub fn open(url: &str, keep: usize) -> Result<Self, CheckpointError> {
-        let dir = match url.split_once("://") {
-            None => PathBuf::from(url),
-            Some(("file", rest)) => PathBuf::from(rest),
-            Some(_) => return Err(CheckpointError::Unsupported(url.to_owned())),
+    /// Opens the store at `url`, keeping the newest `keep` checkpoints:
+    ///
+    /// - a directory path or `file:///dir`, created if missing;
+    /// - `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`, configured
+    ///   from the provider's usual environment variables (`AWS_ACCESS_KEY_ID`,
+    ///   `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME`, ...) and then `options`
+    ///   (`[checkpoint.options]`: `endpoint`, `region`, `allow_http`, ... as `object_store`
+    ///   names them). An option the store does not know is an error, not ignored.
+    pub fn open(
+        url: &str,
+        keep: usize,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Self, CheckpointError> {
+        let keep = keep.max(1);
+        let (scheme, rest) = match url.split_once("://") {
+            None => ("file", url),
+            Some(split) => split,
         };
-        std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Dir {
-            path: dir.clone(),
-            source,
-        })?;
-        let fs = LocalFileSystem::new_with_prefix(&dir)?;
+        if scheme == "file" {
+            let dir = PathBuf::from(rest);
+            std::fs::create_dir_all(&dir).map_err(|source| CheckpointError::Dir {
+                path: dir.clone(),
+                source,
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(&dir)?;
+            return Ok(Store {
+                inner: Arc::new(fs),
+                keep,
+                location: dir.display().to_string(),
+                local_dir: Some(dir),
+            });
+        }
         Ok(Store {
-            inner: Arc::new(fs),
-            keep: keep.max(1),
-            location: dir.display().to_string(),
+            inner: remote(url, scheme, rest, options)?,
+            keep,
+            local_dir: None,
+            location: url.to_owned(),
         })
+    }
+
+    /// Checks that `url` and `options` name a store footfall can open, without touching
+    /// it: for `footfall validate` and config loading.
+    pub fn check(url: &str, options: &BTreeMap<String, String>) -> Result<(), CheckpointError> {
+        match url.split_once("://") {
+            None | Some(("file", _)) => match options.keys().next() {
+                Some(key) => Err(CheckpointError::UnknownOption {
+                    scheme: "file".into(),
+                    key: key.clone(),
+                }),
+                None => Ok(()),
+            },
+            Some((scheme, rest)) => remote(url, scheme, rest, options).map(drop),
+        }
     }
 
     /// The default location under a data directory.
@@ -359,7 +458,9 @@ impl Store {
                     self.inner.delete(&o.location).await?;
                 }
                 // Best effort: the local store leaves the emptied directory behind.
-                let _ = std::fs::remove_dir(Path::new(&self.location).join(p.as_ref()));
+                if let Some(dir) = &self.local_dir {
+                    let _ = std::fs::remove_dir(dir.join(p.as_ref()));
+                }
             }
         }
         Ok(())
@@ -384,7 +485,7 @@ mod tests {
     #[tokio::test]
     async fn keeps_the_newest_and_falls_back_past_torn_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap(), 3).unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), 3, &BTreeMap::new()).unwrap();
         for i in 1..=5 {
             let id = store.next_id().await.unwrap();
             assert_eq!(id, i);
@@ -427,8 +528,15 @@ mod tests {
     }
 
     #[test]
-    fn remote_urls_are_refused_clearly() {
-        let e = Store::open("s3://bucket/footfall", 3).err().unwrap();
-        assert!(e.to_string().contains("s3://bucket/footfall"), "{e}");
+    fn unknown_urls_and_options_are_refused_clearly() {
+        let none = BTreeMap::new();
+        let e = Store::open("ftp://host/footfall", 3, &none).err().unwrap();
+        assert!(e.to_string().contains("ftp://host/footfall"), "{e}");
+        let bad = BTreeMap::from([("endpiont".to_owned(), "http://x".to_owned())]);
+        let e = Store::open("s3://bucket/footfall", 3, &bad).err().unwrap();
+        assert!(
+            matches!(&e, CheckpointError::UnknownOption { key, .. } if key == "endpiont"),
+            "{e}"
+        );
     }
 }

@@ -47,7 +47,11 @@ fn open(cfg: &Config) -> anyhow::Result<Option<Store>> {
         println!("no checkpoints at {url}");
         return Ok(None);
     }
-    Ok(Some(Store::open(&url, cfg.checkpoint.keep)?))
+    Ok(Some(Store::open(
+        &url,
+        cfg.checkpoint.keep,
+        &cfg.checkpoint.options,
+    )?))
 }
 
 /// Prints every checkpoint, newest first, and whether a restart could use it.

@@ -131,8 +131,12 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     }
     let store = match cfg.checkpoint.enabled {
         true => Some(
-            Store::open(&cfg.checkpoint.location(log.dir()), cfg.checkpoint.keep)
-                .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+            Store::open(
+                &cfg.checkpoint.location(log.dir()),
+                cfg.checkpoint.keep,
+                &cfg.checkpoint.options,
+            )
+            .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
         ),
         false => None,
     };
