@@ -39,12 +39,20 @@ pub struct BenchReport {
     pub replay_secs: f64,
     /// Events read per second of replay.
     pub events_per_sec: f64,
+    /// Events read per second of processing: the replay without the checkpoint at its
+    /// end (the steady-state rate a long run sustains).
+    pub processing_events_per_sec: f64,
+    /// Seconds from the last event processed to the end (final checkpoint, shutdown).
+    pub stop_secs: f64,
     /// Actions written.
     pub actions: u64,
     /// Event-to-action latency p50, microseconds.
     pub p50_us: Option<u32>,
     /// p99, microseconds.
     pub p99_us: Option<u32>,
+    /// p99 of the actions written while a checkpoint was being taken, microseconds, and
+    /// how many there were.
+    pub checkpointing_p99_us: (Option<u32>, usize),
     /// Keys with state at the end.
     pub state_keys: usize,
     /// Resident memory after the replay, bytes (Linux).
@@ -152,9 +160,13 @@ pub async fn measure(
         write_secs: prepared.write_secs,
         replay_secs,
         events_per_sec: summary.stats.total_read() as f64 / replay_secs.max(1e-9),
+        processing_events_per_sec: summary.stats.total_read() as f64
+            / summary.processing.as_secs_f64().max(1e-9),
+        stop_secs: (summary.elapsed - summary.processing).as_secs_f64(),
         actions: summary.stats.actions_by_trigger().values().sum(),
         p50_us: summary.stats.latency_us(0.5),
         p99_us: summary.stats.latency_us(0.99),
+        checkpointing_p99_us: summary.stats.checkpointing_latency_us(0.99),
         state_keys: summary.state_keys.iter().map(|(_, k)| k).sum(),
         rss_bytes: rss,
         peak_rss_bytes: peak,

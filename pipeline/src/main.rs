@@ -408,12 +408,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 "  throughput        {:.0} events/s end to end (decode → operators → encode → log)",
                 r.events_per_sec
             );
+            println!(
+                "  while processing  {:.0} events/s ({:.2} s of the replay is the final checkpoint and stop)",
+                r.processing_events_per_sec, r.stop_secs
+            );
             if let Some(rate) = rate {
                 println!("  paced at          {rate:.0} events/s");
             }
             println!("  actions           {}", r.actions);
             println!("  latency p50       {}", us(r.p50_us));
             println!("  latency p99       {}", us(r.p99_us));
+            match r.checkpointing_p99_us {
+                (_, 0) => {}
+                (p99, n) => println!(
+                    "  latency p99       {} over the {n} actions written during checkpoints",
+                    us(p99)
+                ),
+            }
             println!("  keys with state   {}", r.state_keys);
             println!(
                 "  memory            {} resident with state held, {} peak",

@@ -4,6 +4,7 @@
 //! key of each kind of state, so `footfall checkpoint inspect` can count keys and bytes
 //! per operator without knowing their types. Values are postcard-encoded, uncompressed.
 
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::builder::{BinaryBuilder, StringBuilder};
@@ -83,30 +84,29 @@ fn schema() -> SchemaRef {
 /// Rows per record batch.
 const BATCH_ROWS: usize = 65_536;
 
-/// One encoded checkpoint file and the size of each of its sections.
-pub(super) struct Encoded {
-    pub bytes: Vec<u8>,
-    pub sizes: Vec<SectionSize>,
-}
+/// Bytes of values per record batch, at most (a dedupe chunk is one large value).
+const BATCH_BYTES: usize = 4 << 20;
 
-/// Builds one Arrow IPC file from rows.
-struct Rows {
-    writer: FileWriter<Vec<u8>>,
+/// Builds one Arrow IPC file from rows, written to `W` a record batch at a time.
+struct Rows<W: Write> {
+    writer: FileWriter<W>,
     section: StringBuilder,
     key: StringBuilder,
     value: BinaryBuilder,
     len: usize,
+    bytes: usize,
     sizes: Vec<SectionSize>,
 }
 
-impl Rows {
-    fn new() -> Result<Self, ArrowError> {
+impl<W: Write> Rows<W> {
+    fn new(out: W) -> Result<Self, ArrowError> {
         Ok(Rows {
-            writer: FileWriter::try_new(Vec::new(), &schema())?,
+            writer: FileWriter::try_new(out, &schema())?,
             section: StringBuilder::new(),
             key: StringBuilder::new(),
             value: BinaryBuilder::new(),
             len: 0,
+            bytes: 0,
             sizes: Vec::new(),
         })
     }
@@ -116,13 +116,14 @@ impl Rows {
         self.key.append_value(key);
         self.value.append_value(value);
         self.len += 1;
+        self.bytes += key.len() + value.len();
         SectionSize::add(
             &mut self.sizes,
             section,
             1,
             (key.len() + value.len()) as u64,
         );
-        if self.len == BATCH_ROWS {
+        if self.len == BATCH_ROWS || self.bytes >= BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -142,16 +143,14 @@ impl Rows {
         )?;
         self.writer.write(&batch)?;
         self.len = 0;
+        self.bytes = 0;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Encoded, ArrowError> {
+    fn finish(mut self) -> Result<(W, Vec<SectionSize>), ArrowError> {
         self.flush()?;
         self.writer.finish()?;
-        Ok(Encoded {
-            bytes: self.writer.into_inner()?,
-            sizes: self.sizes,
-        })
+        Ok((self.writer.into_inner()?, self.sizes))
     }
 }
 
@@ -161,8 +160,11 @@ fn pc<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Encodes the sequencer's state as one Arrow IPC file.
-pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Encoded, ArrowError> {
-    let mut rows = Rows::new()?;
+pub(super) fn encode_sequencer<W: Write>(
+    s: &SequencerState,
+    out: W,
+) -> Result<(W, Vec<SectionSize>), ArrowError> {
+    let mut rows = Rows::new(out)?;
     rows.push("clock", "", &s.clock.as_nanos().to_le_bytes())?;
     for src in &s.sources {
         let key = format!("{}/{}", src.topic, src.partition);
@@ -195,8 +197,11 @@ pub(super) fn encode_sequencer(s: &SequencerState) -> Result<Encoded, ArrowError
 }
 
 /// Encodes one worker's state as one Arrow IPC file.
-pub(super) fn encode_worker(w: &Snapshot) -> Result<Encoded, ArrowError> {
-    let mut rows = Rows::new()?;
+pub(super) fn encode_worker<W: Write>(
+    w: &Snapshot,
+    out: W,
+) -> Result<(W, Vec<SectionSize>), ArrowError> {
+    let mut rows = Rows::new(out)?;
     rows.push("clock", "", &w.clock.as_nanos().to_le_bytes())?;
     for t in &w.timers {
         let row = TimerRow {
@@ -423,7 +428,7 @@ mod tests {
             erased: vec![0, u128::MAX],
         };
         assert_eq!(
-            decode_sequencer(&encode_sequencer(&seq).unwrap().bytes).unwrap(),
+            decode_sequencer(&encode_sequencer(&seq, Vec::new()).unwrap().0).unwrap(),
             seq
         );
 
@@ -441,13 +446,10 @@ mod tests {
             )],
             touched: vec![("m-1".into(), t)],
         };
-        let encoded = encode_worker(&w).unwrap();
-        let state = encoded
-            .sizes
-            .iter()
-            .find(|s| s.section == "state/abandoned_cart");
+        let (bytes, sizes) = encode_worker(&w, Vec::new()).unwrap();
+        let state = sizes.iter().find(|s| s.section == "state/abandoned_cart");
         assert_eq!(state.map(|s| (s.rows, s.bytes)), Some((1, 6)));
-        let back = decode_worker(&encoded.bytes).unwrap();
+        let back = decode_worker(&bytes).unwrap();
         assert_eq!(back.clock, w.clock);
         assert_eq!(back.timers, w.timers);
         let rows = |s: &Snapshot| {
@@ -464,7 +466,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode_worker(b"not arrow").is_err());
-        let good = encode_worker(&Snapshot::default()).unwrap().bytes;
+        let good = encode_worker(&Snapshot::default(), Vec::new()).unwrap().0;
         assert!(decode_worker(&good[..good.len() / 2]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
@@ -113,6 +113,50 @@ pub struct Store {
     local_dir: Option<PathBuf>,
     /// Where it is, for messages.
     pub location: String,
+}
+
+/// The size of the parts a checkpoint file is uploaded in (S3 wants at least 5 MiB).
+const PART_BYTES: usize = 8 << 20;
+
+/// A checkpoint file's content, owned by the thread encoding it.
+enum File {
+    Sequencer(super::SequencerState),
+    Worker(footfall_operators::worker::Snapshot),
+}
+
+/// An encoder's output: full parts go to the upload as they fill.
+struct Parts {
+    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    bytes: u64,
+}
+
+impl Parts {
+    /// Hands what is buffered to the upload.
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
+        self.tx
+            .blocking_send(part)
+            .map_err(|_| std::io::Error::other("the checkpoint upload stopped"))
+    }
+}
+
+impl std::io::Write for Parts {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        self.bytes += b.len() as u64;
+        if self.buf.len() >= PART_BYTES {
+            self.send()?;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn id_prefix(id: u64) -> String {
@@ -388,41 +432,23 @@ impl Store {
     ) -> Result<Written, CheckpointError> {
         let clock = data.sequencer.clock;
         let workers = data.workers.len() as u32;
-        // Encoding is CPU work: off the runtime's threads, which run the partitions.
-        let encoded = tokio::task::spawn_blocking(move || {
-            let enc = |r: Result<format::Encoded, arrow_schema::ArrowError>| {
-                r.map_err(|e| CheckpointError::Encode(e.to_string()))
-            };
-            let mut files = vec![(
-                "sequencer.arrow".to_owned(),
-                enc(format::encode_sequencer(&data.sequencer))?,
-            )];
-            for (i, w) in data.workers.iter().enumerate() {
-                files.push((format!("worker-{i}.arrow"), enc(format::encode_worker(w))?));
-            }
-            Ok::<_, CheckpointError>(files)
-        })
-        .await
-        .map_err(|e| CheckpointError::Encode(e.to_string()))??;
-        let mut sizes: Vec<SectionSize> = Vec::new();
-        let mut files = Vec::with_capacity(encoded.len());
-        for (name, e) in encoded {
-            for s in e.sizes {
-                SectionSize::add(&mut sizes, &s.section, s.rows, s.bytes);
-            }
-            files.push((name, e.bytes));
-        }
         let prefix = id_prefix(id);
+        let mut files: Vec<(String, File)> =
+            vec![("sequencer.arrow".into(), File::Sequencer(data.sequencer))];
+        for (i, w) in data.workers.into_iter().enumerate() {
+            files.push((format!("worker-{i}.arrow"), File::Worker(w)));
+        }
+        let mut sizes: Vec<SectionSize> = Vec::new();
         let mut entries = Vec::new();
         let mut total = 0;
-        for (name, bytes) in files {
-            total += bytes.len() as u64;
-            entries.push(FileEntry {
-                name: name.clone(),
-                bytes: bytes.len() as u64,
-            });
+        for (name, file) in files {
             let path = ObjPath::from(format!("{prefix}/{name}"));
-            self.inner.put(&path, PutPayload::from(bytes)).await?;
+            let (file_sizes, bytes) = self.stream(&path, file).await?;
+            for s in file_sizes {
+                SectionSize::add(&mut sizes, &s.section, s.rows, s.bytes);
+            }
+            total += bytes;
+            entries.push(FileEntry { name, bytes });
         }
         let manifest = Manifest {
             id,
@@ -441,6 +467,61 @@ impl Store {
             bytes: total,
             sections: sizes,
         })
+    }
+
+    /// Encodes `file` to `path`, a part at a time: encoding runs on a blocking thread
+    /// (off the runtime's threads, which run the partitions) while the parts already
+    /// encoded are uploaded, so a file is never whole in memory. A failed encode aborts
+    /// the upload. Returns the file's section sizes and its length.
+    async fn stream(
+        &self,
+        path: &ObjPath,
+        file: File,
+    ) -> Result<(Vec<SectionSize>, u64), CheckpointError> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+        let encode = tokio::task::spawn_blocking(move || {
+            let out = Parts {
+                buf: Vec::with_capacity(PART_BYTES),
+                tx,
+                bytes: 0,
+            };
+            let (mut out, sizes) = match &file {
+                File::Sequencer(s) => format::encode_sequencer(s, out),
+                File::Worker(w) => format::encode_worker(w, out),
+            }
+            .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+            out.send()
+                .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+            // The state is freed here, on this thread, not on the runtime's.
+            drop(file);
+            Ok::<_, CheckpointError>((sizes, out.bytes))
+        });
+        let upload = async {
+            let mut w = WriteMultipart::new_with_chunk_size(
+                self.inner.put_multipart(path).await?,
+                PART_BYTES,
+            );
+            while let Some(part) = rx.recv().await {
+                w.wait_for_capacity(2).await?;
+                w.write(&part);
+            }
+            Ok::<_, object_store::Error>(w)
+        };
+        let (encoded, uploaded) = tokio::join!(encode, upload);
+        let encoded = encoded
+            .map_err(|e| CheckpointError::Encode(e.to_string()))
+            .and_then(|r| r);
+        match (encoded, uploaded) {
+            (Ok(done), Ok(w)) => {
+                w.finish().await?;
+                Ok(done)
+            }
+            (Err(e), Ok(w)) => {
+                let _ = w.abort().await;
+                Err(e)
+            }
+            (_, Err(e)) => Err(e.into()),
+        }
     }
 
     /// Deletes all but the newest `keep` checkpoints (and any older incomplete ones).
@@ -525,6 +606,33 @@ mod tests {
             7,
             "numbers are never reused"
         );
+    }
+
+    #[tokio::test]
+    async fn a_file_larger_than_many_parts_round_trips() {
+        use footfall_operators::state::EncodedState;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), 3, &BTreeMap::new()).unwrap();
+        // About 30 MiB of state: several upload parts and many record batches.
+        let rows: Vec<(_, Vec<u8>)> = (0..30_000u32)
+            .map(|i| (format!("m-{i}").into(), vec![(i % 251) as u8; 1024]))
+            .collect();
+        let mut d = data(1);
+        d.workers[1].operators = vec![(
+            "abandoned_cart".into(),
+            Box::new(EncodedState(rows.clone())),
+        )];
+        let written = store.write(1, d, Vec::new()).await.unwrap();
+        assert!(written.bytes > 3 * PART_BYTES as u64, "{}", written.bytes);
+        let (m, back) = store.load_newest().await.unwrap().unwrap();
+        let file = dir.path().join("000000000001/worker-1.arrow");
+        let listed = m.files.iter().find(|f| f.name == "worker-1.arrow").unwrap();
+        assert_eq!(std::fs::metadata(file).unwrap().len(), listed.bytes);
+        let mut got = Vec::new();
+        for (_, image) in &back.workers[1].operators {
+            image.encode(&mut |k, v| got.push((k.into(), v.to_vec())));
+        }
+        assert_eq!(got, rows);
     }
 
     #[test]

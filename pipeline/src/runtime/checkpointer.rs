@@ -19,6 +19,22 @@ use crate::checkpoint::{CheckpointData, SourceState, Store};
 use crate::log::{Batch, Log, LogError};
 use crate::metrics;
 
+/// Marks a checkpoint as being taken in the run's stats while it lives.
+struct Checkpointing(Arc<Stats>);
+
+impl Checkpointing {
+    fn start(stats: Arc<Stats>) -> Self {
+        stats.checkpointing(true);
+        Checkpointing(stats)
+    }
+}
+
+impl Drop for Checkpointing {
+    fn drop(&mut self) {
+        self.0.checkpointing(false);
+    }
+}
+
 /// Periodic checkpoints of one pipeline.
 pub struct Checkpointer {
     store: Store,
@@ -61,6 +77,8 @@ impl Checkpointer {
         }
         self.last = Instant::now();
         let started = Instant::now();
+        // From the barrier until the manifest is written (or the attempt is given up).
+        let during = Checkpointing::start(self.stats.clone());
         let (sequencer, replies) = seq.barrier().await?;
         self.stats.stall(started.elapsed().as_micros() as u64);
         // Nothing after the barrier has been sent yet: every output record appended from
@@ -69,6 +87,7 @@ impl Checkpointer {
         let (store, id, stats) = (self.store.clone(), self.next_id, self.stats.clone());
         self.next_id += 1;
         self.inflight = Some(tokio::spawn(async move {
+            let _during = during;
             let mut workers = Vec::with_capacity(replies.len());
             for r in replies {
                 match r.await {

@@ -72,6 +72,9 @@ pub struct Summary {
     pub rss_bytes: Option<u64>,
     /// The checkpoint the run resumed from, and the time from start to resuming.
     pub resumed: Option<(u64, Duration)>,
+    /// From start until the last event was processed and its actions handed to the
+    /// sinks: `elapsed` without the checkpoint at the clean stop and the shutdown.
+    pub processing: Duration,
 }
 
 /// A run that could not finish.
@@ -119,6 +122,7 @@ pub async fn replay(
 
 async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, RuntimeError> {
     let started = Instant::now();
+    let mut processing: Option<Duration> = None;
     let n = cfg.transport.partitions.max(1);
     let cap = cfg.runtime.channel_batches.max(1);
     if opts.mode == Mode::Live {
@@ -311,6 +315,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                     Err(e) => r = Err(e),
                 }
             }
+            processing = Some(started.elapsed());
             if r.is_ok()
                 && let Some(c) = &mut ckpt
             {
@@ -343,6 +348,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                             if opts.exit_at_end {
                                 r = seq.finish(None).await.map(|_| ());
                             }
+                            processing = Some(started.elapsed());
                             break;
                         }
                     },
@@ -418,6 +424,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     Ok(Summary {
         stats,
         elapsed: started.elapsed(),
+        processing: processing.unwrap_or_else(|| started.elapsed()),
         clock: clock_end,
         beyond_until,
         state_keys,

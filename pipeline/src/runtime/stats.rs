@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use footfall_operators::action::{Action, Group};
 use footfall_operators::event::Topic;
@@ -18,6 +18,10 @@ pub struct Stats {
     actions: Mutex<BTreeMap<(String, Group), u64>>,
     samples: Mutex<Vec<Action>>,
     latencies_us: Mutex<Vec<u32>>,
+    /// Whether a checkpoint is being taken (barrier to manifest).
+    checkpointing: AtomicBool,
+    /// The latencies of actions written while one was.
+    checkpointing_latencies_us: Mutex<Vec<u32>>,
     checkpoints: AtomicU64,
     checkpoint_max_us: AtomicU64,
     checkpoint_bytes: AtomicU64,
@@ -91,6 +95,17 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .extend_from_slice(latencies_us);
+        if self.checkpointing.load(Ordering::Relaxed) {
+            self.checkpointing_latencies_us
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(latencies_us);
+        }
+    }
+
+    /// Marks a checkpoint as being taken, or done.
+    pub(crate) fn checkpointing(&self, on: bool) {
+        self.checkpointing.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn checkpoint(&self, us: u64, bytes: u64) {
@@ -161,16 +176,27 @@ impl Stats {
 
     /// Event-to-action latency percentile `q` (0..=1), microseconds.
     pub fn latency_us(&self, q: f64) -> Option<u32> {
-        let mut l = self
-            .latencies_us
+        percentile(&self.latencies_us, q)
+    }
+
+    /// The same, over the actions written while a checkpoint was being taken, and how
+    /// many there were.
+    pub fn checkpointing_latency_us(&self, q: f64) -> (Option<u32>, usize) {
+        let n = self
+            .checkpointing_latencies_us
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if l.is_empty() {
-            return None;
-        }
-        l.sort_unstable();
-        let i = ((l.len() - 1) as f64 * q).round() as usize;
-        Some(l[i])
+            .len();
+        (percentile(&self.checkpointing_latencies_us, q), n)
     }
+}
+
+fn percentile(values: &Mutex<Vec<u32>>, q: f64) -> Option<u32> {
+    let mut l = values.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if l.is_empty() {
+        return None;
+    }
+    l.sort_unstable();
+    let i = ((l.len() - 1) as f64 * q).round() as usize;
+    Some(l[i])
 }
