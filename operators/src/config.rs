@@ -25,7 +25,7 @@ pub struct TriggersConfig {
     pub stale_stock: StaleStockConfig,
     /// `[triggers.churn_risk]` (parsed; the trigger is not in this release).
     pub churn_risk: ChurnRiskConfig,
-    /// `[triggers.return_abuse]` (parsed; the trigger is not in this release).
+    /// `[triggers.return_abuse]`.
     pub return_abuse: ReturnAbuseConfig,
 }
 
@@ -37,7 +37,6 @@ impl TriggersConfig {
             ("weather_promo", self.weather_promo.enabled),
             ("stale_stock", self.stale_stock.enabled),
             ("churn_risk", self.churn_risk.enabled),
-            ("return_abuse", self.return_abuse.enabled),
         ]
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))

@@ -2,6 +2,7 @@
 //! [`build`], one field in [`TriggersConfig`](crate::config::TriggersConfig).
 
 pub mod abandoned_cart;
+pub mod return_abuse;
 
 use crate::config::TriggersConfig;
 use crate::operator::Operator;
@@ -13,6 +14,9 @@ pub fn build(cfg: &TriggersConfig) -> Vec<Box<dyn Operator>> {
         ops.push(Box::new(abandoned_cart::AbandonedCart::new(
             &cfg.abandoned_cart,
         )));
+    }
+    if cfg.return_abuse.enabled {
+        ops.push(Box::new(return_abuse::ReturnAbuse::new(&cfg.return_abuse)));
     }
     ops
 }
