@@ -12,12 +12,23 @@ pub fn footfall_bin() -> PathBuf {
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        // Cargo sets these for this test; some build scripts (ring's) track them, and a
-        // value differing from a plain `cargo build` would rebuild the tree each time.
+        // Cargo sets these for this test process; some build scripts (ring's) track
+        // them, and a value differing from a plain `cargo build` would rebuild the tree
+        // each time. The user's own settings (CARGO_TARGET_DIR, CARGO_HOME, ...) stay.
         for (k, _) in std::env::vars_os() {
-            if k.to_str()
-                .is_some_and(|k| k.starts_with("CARGO_") && k != "CARGO_HOME")
-            {
+            if k.to_str().is_some_and(|k| {
+                k.starts_with("CARGO_PKG_")
+                    || [
+                        "CARGO_MANIFEST_DIR",
+                        "CARGO_MANIFEST_PATH",
+                        "CARGO_CRATE_NAME",
+                        "CARGO_BIN_NAME",
+                        "CARGO_PRIMARY_PACKAGE",
+                        "CARGO_TARGET_TMPDIR",
+                        "CARGO_RUSTC_CURRENT_DIR",
+                    ]
+                    .contains(&k)
+            }) {
                 cmd.env_remove(k);
             }
         }
