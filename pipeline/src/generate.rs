@@ -150,6 +150,22 @@ impl Feed {
     }
 }
 
+const REFUND_REASONS: [&str; 3] = ["changed_mind", "damaged", "wrong_size"];
+
+/// A `refund` of `transaction_id`, `cents` back.
+fn refund(
+    message_id: String,
+    ts: Timestamp,
+    user: &str,
+    transaction_id: String,
+    cents: u64,
+    reason: &str,
+) -> Value {
+    json!({"message_id": message_id, "type": "refund", "timestamp": ts.to_string(),
+        "user_id": user, "transaction_id": transaction_id, "channel": "pos",
+        "currency": "CNY", "value": money(cents), "reason": reason})
+}
+
 /// Names the cart on a cart event, when the session has a cart id.
 fn with_cart(v: &mut Value, cart_id: &Option<String>) {
     if let Some(id) = cart_id {
@@ -187,6 +203,8 @@ pub fn generate(p: &Params) -> Vec<Record> {
                 "consent": {"push": feed.rng.chance(0.8), "sms": feed.rng.chance(0.4), "email": feed.rng.chance(0.6)}});
             feed.push(Topic::Customers, user.clone(), ts, v);
         }
+        // A few serial refunders: return_abuse's alerts.
+        let serial_refunder = feed.rng.chance(0.007);
         let sessions = 1 + feed.rng.below(3);
         let mut identified = false;
         for s in 0..sessions {
@@ -288,7 +306,47 @@ pub fn generate(p: &Params) -> Vec<Record> {
                         with_cart(&mut v, &cart_id);
                     }
                     feed.push(Topic::Transactions, user.clone(), ts, v);
+                    // Now and then an order comes back.
+                    if feed.rng.chance(0.03) {
+                        let back = ts.plus(Span::from_secs(600 + feed.rng.below(3600) as i64));
+                        let reason = *feed.rng.pick(&REFUND_REASONS);
+                        feed.push(
+                            Topic::Transactions,
+                            user.clone(),
+                            back,
+                            refund(
+                                format!("r-{c}-{s}"),
+                                back,
+                                &user,
+                                format!("o-{c}-{s}"),
+                                total,
+                                reason,
+                            ),
+                        );
+                    }
                 }
+            }
+        }
+        if serial_refunder {
+            for k in 0..(3 + feed.rng.below(2)) {
+                let ts = p
+                    .start
+                    .plus(Span::from_secs(feed.rng.below(span_secs) as i64));
+                let cents = 500 + feed.rng.below(20_000);
+                let reason = *feed.rng.pick(&REFUND_REASONS);
+                feed.push(
+                    Topic::Transactions,
+                    user.clone(),
+                    ts,
+                    refund(
+                        format!("rs-{c}-{k}"),
+                        ts,
+                        &user,
+                        format!("o-{c}-x{k}"),
+                        cents,
+                        reason,
+                    ),
+                );
             }
         }
     }

@@ -24,7 +24,7 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     let mut out = std::io::stdout();
     writeln!(
         out,
-        "footfall demo: synthetic retail traffic in, abandoned-cart actions out\n"
+        "footfall demo: synthetic retail traffic in, triggered actions out\n"
     )?;
     let records = generate::generate(&params);
     let cfg = Config {
@@ -48,18 +48,18 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     let summary = runtime::replay(&cfg, &log, None).await?;
     writeln!(
         out,
-        "  replayed in event time through the abandoned-cart trigger (30 min idle, 24 h cooldown):"
+        "  replayed in event time through the triggers: abandoned_cart (30 min idle, 24 h cooldown)\n              and return_abuse (3 refunds in 7 days):"
     )?;
     print_summary(&summary, &mut out)?;
     let samples = summary.stats.samples();
     if !samples.is_empty() {
         writeln!(
             out,
-            "\n  three sample actions (from the notifications topic):"
+            "\n  sample actions (the first few, and the first of every trigger):"
         )?;
         for a in samples {
             let line = serde_json::to_string(&a).unwrap_or_default();
-            writeln!(out, "    {line}")?;
+            writeln!(out, "    {} → {line}", a.topic.name())?;
         }
     }
     let d = data_dir.display();
@@ -78,6 +78,10 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     writeln!(
         out,
         "    footfall consume --data-dir {d} --topic notifications --from-beginning --max 5"
+    )?;
+    writeln!(
+        out,
+        "    footfall consume --data-dir {d} --topic alerts --from-beginning --max 5"
     )?;
     writeln!(
         out,

@@ -84,11 +84,11 @@ impl Stats {
         }
         drop(map);
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        // The first few, and the first of every trigger.
         for a in actions.iter().filter(|a| a.group == Group::Treatment) {
-            if s.len() >= SAMPLES {
-                break;
+            if s.len() < SAMPLES || !s.iter().any(|x| x.trigger == a.trigger) {
+                s.push(a.clone());
             }
-            s.push(a.clone());
         }
         drop(s);
         self.latencies_us
