@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod churn;
 pub mod config;
 pub mod decode;
 pub mod event;

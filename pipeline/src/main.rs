@@ -136,6 +136,21 @@ enum Command {
         #[command(subcommand)]
         command: CheckpointCommand,
     },
+    /// Fit churn_risk's BG/NBD parameters (r, alpha, a, b) to a purchase history by
+    /// maximum likelihood, and print them as config.
+    FitChurn {
+        /// A `transactions` JSONL file: purchases summarised per customer in days.
+        #[arg(long, conflicts_with = "summary")]
+        transactions: Option<PathBuf>,
+        /// Or a summary CSV with `frequency`, `recency` and `T` columns (as `lifetimes`
+        /// writes them).
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        /// End of observation for `--transactions` (RFC 3339; default: the latest
+        /// purchase).
+        #[arg(long)]
+        until: Option<String>,
+    },
     /// Check a config file; exit non-zero with a precise message on error.
     Validate {
         /// Config file.
@@ -324,6 +339,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 data_dir,
             } => cli::checkpoint::inspect(&load_config(config.as_deref(), data_dir)?, id).await,
         },
+        Command::FitChurn {
+            transactions,
+            summary,
+            until,
+        } => cli::churn::fit_churn(
+            summary.as_deref(),
+            transactions.as_deref(),
+            until.as_deref(),
+        ),
         Command::Validate { config } => {
             let cfg = Config::load(&config)?;
             for w in cfg.warnings() {

@@ -1,6 +1,6 @@
 //! The command line: help, validate, produce/consume.
 
-use crate::support::{footfall, footfall_ok, path};
+use crate::support::{data, footfall, footfall_ok, path};
 
 #[test]
 fn every_subcommand_has_help() {
@@ -116,4 +116,64 @@ fn produce_then_consume_round_trips_and_routes_by_customer() {
     );
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("clickstream"));
+}
+
+#[test]
+fn fit_churn_reproduces_the_published_cdnow_fit_and_reads_transactions() {
+    let cdnow = data("cdnow_customers_summary.csv");
+    let out = footfall_ok(&["fit-churn", "--summary", path(&cdnow)], None);
+    // lifetimes' documented fit: r 0.2426, alpha 4.4135, a 0.7929, b 2.4259, and a
+    // log-likelihood of -9582.43.
+    for want in [
+        "on 2357 customers (946 with repeat purchases)",
+        "log-likelihood -9582.4",
+        "r = 0.242",
+        "alpha = 4.41",
+        "a = 0.79",
+        "b = 2.42",
+    ] {
+        assert!(out.contains(want), "{want:?} not in {out}");
+    }
+
+    // From transactions: two repeat buyers and a one-off, a refund and a broken line.
+    let dir = tempfile::tempdir().unwrap();
+    let tx = dir.path().join("tx.jsonl");
+    std::fs::write(
+        &tx,
+        [
+            r#"{"type":"purchase","user_id":"m-1","timestamp":"2026-01-01T10:00:00Z"}"#,
+            r#"{"type":"purchase","user_id":"m-1","timestamp":"2026-01-05T10:00:00Z"}"#,
+            r#"{"type":"purchase","user_id":"m-2","timestamp":"2026-01-02T10:00:00Z"}"#,
+            r#"{"type":"purchase","user_id":"m-2","timestamp":"2026-01-09T10:00:00Z"}"#,
+            r#"{"type":"refund","user_id":"m-2","timestamp":"2026-01-10T10:00:00Z"}"#,
+            r#"{"type":"purchase","user_id":"m-3","timestamp":"2026-01-03T10:00:00Z"}"#,
+            "not json",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = footfall(
+        &[
+            "fit-churn",
+            "--transactions",
+            path(&tx),
+            "--until",
+            "2026-02-01T00:00:00Z",
+        ],
+        None,
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("on 3 customers (2 with repeat purchases), in days"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("skipped 1 lines"), "{stderr}");
+    assert!(stderr.contains("too few for a meaningful fit"), "{stderr}");
+
+    let neither = footfall(&["fit-churn"], None);
+    assert!(!neither.status.success());
 }

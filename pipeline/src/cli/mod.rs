@@ -1,6 +1,7 @@
 //! The `footfall` subcommands that are more than a call into the library.
 
 pub mod checkpoint;
+pub mod churn;
 pub mod demo;
 pub mod report;
 pub mod topics;
