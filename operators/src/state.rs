@@ -97,6 +97,16 @@ impl<T: Clone + Serialize + Send + Sync + 'static> KeyedState<T> {
     pub fn image(&self) -> Box<dyn StateImage> {
         Box::new(Image(self.map.clone()))
     }
+
+    /// Restores one key's value as [`image`](Self::image) encoded it.
+    pub fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String>
+    where
+        T: serde::de::DeserializeOwned,
+    {
+        let value: T = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        self.insert(key, value);
+        Ok(())
+    }
 }
 
 /// The values of a [`KeyedState`] at a checkpoint.

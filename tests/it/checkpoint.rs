@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::support::{consume, footfall, footfall_ok, path};
+use crate::support::{consume, footfall, footfall_ok, generate, path};
 
 /// The files of the newest checkpoint under `data`.
 fn newest_checkpoint(data: &Path) -> Vec<PathBuf> {
@@ -34,21 +34,7 @@ fn mentions(files: &[PathBuf], needle: &str) -> bool {
 fn list_inspect_and_an_erase_that_leaves_no_trace() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
-    let generated = footfall(
-        &[
-            "generate",
-            "--data-dir",
-            path(&data),
-            "--customers",
-            "300",
-            "--hours",
-            "2",
-            "--seed",
-            "5",
-        ],
-        None,
-    );
-    assert!(generated.status.success());
+    generate(&data, 300, 2, 5);
     footfall_ok(&["replay", "--data-dir", path(&data)], None);
 
     let list = footfall_ok(&["checkpoint", "list", "--data-dir", path(&data)], None);

@@ -15,6 +15,7 @@ fn every_subcommand_has_help() {
         "validate",
         "bench",
         "checkpoint",
+        "fit-churn",
     ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
         let help = footfall_ok(&[sub, "--help"], None);

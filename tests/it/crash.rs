@@ -5,28 +5,13 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{canonical, consume, footfall, footfall_bin, footfall_ok, path};
+use crate::support::{canonical, consume, footfall_bin, footfall_ok, generate, path};
 
 #[test]
 fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
     let root = tempfile::tempdir().unwrap();
     let (clean, crashed) = (root.path().join("clean"), root.path().join("crashed"));
-    let generated = footfall(
-        &[
-            "generate",
-            "--data-dir",
-            path(&clean),
-            "--customers",
-            "20000",
-            "--hours",
-            "3",
-            "--seed",
-            "11",
-        ],
-        None,
-    );
-    assert!(generated.status.success(), "generate failed");
-    let generated = String::from_utf8_lossy(&generated.stderr);
+    let generated = generate(&clean, 20000, 3, 11);
     let total: usize = generated
         .split_whitespace()
         .nth(1)

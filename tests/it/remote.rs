@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{consume, footfall, footfall_ok, path};
+use crate::support::{consume, footfall, generate, path};
 
 /// An emulator process on a free loopback port, stopped when dropped.
 struct Emulator {
@@ -81,21 +81,7 @@ impl Emulator {
 /// Generated input under `root/data` and a config naming the store.
 fn setup(root: &Path, store: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = root.join("data");
-    let generated = footfall(
-        &[
-            "generate",
-            "--data-dir",
-            path(&data),
-            "--customers",
-            "300",
-            "--hours",
-            "2",
-            "--seed",
-            "7",
-        ],
-        None,
-    );
-    assert!(generated.status.success());
+    generate(&data, 300, 2, 7);
     let config = root.join("store.toml");
     std::fs::write(&config, store).unwrap();
     (data, config)
@@ -184,17 +170,9 @@ fn checkpoints_in_an_s3_bucket_are_resumed_from_and_torn_ones_skipped() {
     // from the one before and appends nothing twice.
     let manifest = format!("/footfall-ck/pipeline-a/{newest:012}/manifest.json");
     assert_eq!(s3.request("DELETE", &manifest, &auth), 204);
-    let list = footfall_ok(
-        &[
-            "checkpoint",
-            "list",
-            "--data-dir",
-            path(&data),
-            "--config",
-            path(&config),
-        ],
-        None,
-    );
+    let list =
+        String::from_utf8_lossy(&footfall_with(&["checkpoint", "list"], &data, &config).stdout)
+            .into_owned();
     assert!(list.contains("incomplete"), "{list}");
     let again = footfall_with(&["replay"], &data, &config);
     let summary = String::from_utf8_lossy(&again.stderr);

@@ -58,6 +58,28 @@ pub fn footfall_bin() -> PathBuf {
     bin
 }
 
+/// `footfall generate` into `data`; panics if it fails. Returns what it printed to
+/// stderr (the record count).
+pub fn generate(data: &Path, customers: u32, hours: u32, seed: u64) -> String {
+    let out = footfall(
+        &[
+            "generate",
+            "--data-dir",
+            path(data),
+            "--customers",
+            &customers.to_string(),
+            "--hours",
+            &hours.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "generate failed: {stderr}");
+    stderr
+}
+
 /// Runs `footfall args...` with `stdin`, returning its output; panics with its stderr
 /// if it fails and `ok` is expected.
 pub fn footfall(args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -163,9 +163,7 @@ impl Operator for ReturnAbuse {
     }
 
     fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String> {
-        let customer: Customer = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-        self.customers.insert(key, customer);
-        Ok(())
+        self.customers.restore(key, bytes)
     }
 
     fn key_count(&self) -> usize {
