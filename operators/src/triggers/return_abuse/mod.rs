@@ -114,7 +114,7 @@ impl Operator for ReturnAbuse {
         }
         c.last_fired = Some(t);
         let reason = format!(
-            "{count} refunds worth {value} within {} (alert at {})",
+            "{count} refunds worth {value} within {} (threshold {})",
             self.window.human(),
             self.min_refunds
         );

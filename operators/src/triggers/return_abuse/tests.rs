@@ -36,7 +36,7 @@ fn the_third_refund_in_seven_days_fires_with_exact_count_value_and_window() {
         a.action_id,
         action_id(NAME, "1", "m-1", at("2026-11-07T23:59:59Z"))
     );
-    assert_eq!(a.reason, "3 refunds worth 25.05 within 7d (alert at 3)");
+    assert_eq!(a.reason, "3 refunds worth 25.05 within 7d (threshold 3)");
 }
 
 #[test]
