@@ -23,7 +23,7 @@ pub struct TriggersConfig {
     pub weather_promo: WeatherPromoConfig,
     /// `[triggers.stale_stock]` (parsed; the trigger is not in this release).
     pub stale_stock: StaleStockConfig,
-    /// `[triggers.churn_risk]` (parsed; the trigger is not in this release).
+    /// `[triggers.churn_risk]`.
     pub churn_risk: ChurnRiskConfig,
     /// `[triggers.return_abuse]`.
     pub return_abuse: ReturnAbuseConfig,
@@ -36,7 +36,6 @@ impl TriggersConfig {
             ("birthday", self.birthday.enabled),
             ("weather_promo", self.weather_promo.enabled),
             ("stale_stock", self.stale_stock.enabled),
-            ("churn_risk", self.churn_risk.enabled),
         ]
         .into_iter()
         .filter_map(|(n, on)| on.then_some(n))
@@ -201,6 +200,8 @@ pub struct ChurnRiskConfig {
     pub b: f64,
     /// Fires when P(alive) falls below this.
     pub threshold: f64,
+    /// Channel.
+    pub channel: String,
 }
 
 impl Default for ChurnRiskConfig {
@@ -212,6 +213,7 @@ impl Default for ChurnRiskConfig {
             a: 0.7929,
             b: 2.4259,
             threshold: 0.3,
+            channel: "push".into(),
         }
     }
 }

@@ -113,6 +113,42 @@ impl Event {
     }
 }
 
+impl Event {
+    /// A `purchase` at a store, re-keyed to that store: the items sold and who bought
+    /// them (the purchase's resolved customer key). Stock is kept by store while
+    /// transactions arrive by customer, so the sequencer routes this copy to the
+    /// store's worker right after the purchase, in the same event-time position.
+    pub fn sale(&self, customer: &str) -> Option<Event> {
+        let (EventKind::Purchase(tx), Some(_)) = (&self.kind, &self.store_id) else {
+            return None;
+        };
+        Some(Event {
+            message_id: self.message_id.clone(),
+            timestamp: self.timestamp,
+            user_id: None,
+            anonymous_id: None,
+            channel: self.channel.clone(),
+            store_id: self.store_id.clone(),
+            kind: EventKind::Sale(Sale {
+                customer: Str::from(customer),
+                transaction_id: tx.transaction_id.clone(),
+                items: tx.items.clone(),
+            }),
+        })
+    }
+}
+
+/// The body of a [`EventKind::Sale`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sale {
+    /// The buyer's resolved customer key.
+    pub customer: Str,
+    /// The purchase.
+    pub transaction_id: Str,
+    /// What was sold.
+    pub items: Vec<Item>,
+}
+
 /// The customer key of an anonymous id nobody has claimed yet.
 pub fn anon_key(anonymous_id: &str) -> String {
     let mut k = String::with_capacity(5 + anonymous_id.len());
@@ -175,6 +211,9 @@ pub enum EventKind {
     Store(Store),
     /// `weather`: an observation.
     Weather(Weather),
+    /// A purchase's items re-keyed to its store (never on the wire): what the store's
+    /// worker needs of a sale that the customer's worker saw. See [`Event::sale`].
+    Sale(Sale),
 }
 
 impl EventKind {
@@ -197,6 +236,7 @@ impl EventKind {
             EventKind::Stock(_) => 13,
             EventKind::Store(_) => 14,
             EventKind::Weather(_) => 15,
+            EventKind::Sale(_) => 16,
         }
     }
 
@@ -207,7 +247,7 @@ impl EventKind {
 }
 
 /// Every event `type`, in [`EventKind::index`] order.
-pub const TYPES: [&str; 16] = [
+pub const TYPES: [&str; 17] = [
     "page_view",
     "view_item",
     "search",
@@ -224,6 +264,7 @@ pub const TYPES: [&str; 16] = [
     "stock",
     "store",
     "weather",
+    "sale",
 ];
 
 /// A set of event types: what an operator consumes. Events no operator consumes are

@@ -4,6 +4,7 @@ use std::any::Any;
 
 use crate::action::Action;
 use crate::event::{Event, Interest};
+use crate::reference::Reference;
 use crate::state::StateImage;
 use crate::time::Timestamp;
 use crate::timer::TimerService;
@@ -20,6 +21,7 @@ pub struct Context<'a> {
     op: u16,
     timers: &'a mut TimerService,
     out: &'a mut Vec<Action>,
+    reference: &'a Reference,
 }
 
 impl<'a> Context<'a> {
@@ -30,6 +32,7 @@ impl<'a> Context<'a> {
         op: u16,
         timers: &'a mut TimerService,
         out: &'a mut Vec<Action>,
+        reference: &'a Reference,
     ) -> Self {
         Context {
             now,
@@ -37,7 +40,13 @@ impl<'a> Context<'a> {
             op,
             timers,
             out,
+            reference,
         }
+    }
+
+    /// Stores and their weather, as this worker knows them.
+    pub fn reference(&self) -> &'a Reference {
+        self.reference
     }
 
     /// Event time: the event's `timestamp`, or the due instant of the timer being fired.
@@ -100,6 +109,11 @@ pub trait Operator: Send {
     /// Removes and returns all state of `ctx.key()` (cancelling its timers), so an identity
     /// merge can move it to the surviving key, possibly on another worker.
     fn export(&mut self, ctx: &mut Context<'_>) -> Option<KeyState>;
+
+    /// Drops every mention of erased customer `customer` from other keys' state (a
+    /// store's list of recent buyers, say). Called on every worker at an `erase`, after
+    /// the customer's own state was exported and dropped by its owner.
+    fn forget(&mut self, _customer: &str) {}
 
     /// Merges state exported from another key into `ctx.key()` (re-arming its timers).
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>);

@@ -81,6 +81,9 @@ impl Script {
             self.worker.merge(&m.from, &m.into, &mut self.out);
         }
         self.worker.on_event(&resolved.key, &ev, &mut self.out);
+        if let (Some(sale), Some(store)) = (ev.sale(&resolved.key), &ev.store_id) {
+            self.worker.on_event(store, &sale, &mut self.out);
+        }
     }
 
     /// A clickstream event of member `user`.

@@ -7,6 +7,7 @@ use crate::action::{Action, OutputTopic};
 use crate::event::{Event, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
 use crate::policy::Holdout;
+use crate::reference::Reference;
 use crate::state::StateImage;
 use crate::time::{Span, Timestamp};
 use crate::timer::TimerService;
@@ -62,12 +63,17 @@ pub struct Worker {
     operators: Vec<Box<dyn Operator>>,
     interests: Vec<Interest>,
     timers: TimerService,
+    reference: Reference,
     clock: Timestamp,
     holdout: Holdout,
     ttl: Span,
     next_sweep: Timestamp,
     evicted: Vec<u64>,
 }
+
+/// The name under which a snapshot carries the worker's [`Reference`] state, beside
+/// the operators' (no operator has this name).
+pub const REFERENCE: &str = "reference";
 
 /// The default state TTL: 400 days of pipeline clock.
 pub const DEFAULT_STATE_TTL: Span = Span::from_secs(400 * 86_400);
@@ -80,6 +86,7 @@ impl Worker {
             evicted: vec![0; operators.len()],
             operators,
             timers: TimerService::default(),
+            reference: Reference::default(),
             clock: Timestamp::MIN,
             holdout,
             ttl: DEFAULT_STATE_TTL,
@@ -111,18 +118,39 @@ impl Worker {
     /// first, so a timer due at `d` sees exactly the events with `timestamp <= d`.
     pub fn on_event(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
         self.fire(event.timestamp, true, out);
+        if self.reference.apply(event) {
+            // Reference data is not keyed state: no TTL, no owner.
+            self.route(key, event, out);
+            return;
+        }
         if self.timers.touch(key, event.timestamp, self.ttl) {
             self.evict(key);
         }
+        self.route(key, event, out);
+    }
+
+    fn route(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
         let start = out.len();
         for (i, op) in self.operators.iter_mut().enumerate() {
             if !self.interests[i].wants(&event.kind) {
                 continue;
             }
-            let mut ctx = Context::new(event.timestamp, key, i as u16, &mut self.timers, out);
+            let mut ctx = Context::new(
+                event.timestamp,
+                key,
+                i as u16,
+                &mut self.timers,
+                out,
+                &self.reference,
+            );
             op.on_event(event, &mut ctx);
         }
         self.assign_groups(&mut out[start..]);
+    }
+
+    /// Stores and weather as this worker knows them.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
     }
 
     /// Advances the clock to `clock`, firing every timer due at or before it.
@@ -160,7 +188,14 @@ impl Worker {
     fn evict(&mut self, key: &str) {
         let mut sink = Vec::new();
         for (i, op) in self.operators.iter_mut().enumerate() {
-            let mut ctx = Context::new(self.clock, key, i as u16, &mut self.timers, &mut sink);
+            let mut ctx = Context::new(
+                self.clock,
+                key,
+                i as u16,
+                &mut self.timers,
+                &mut sink,
+                &self.reference,
+            );
             if op.export(&mut ctx).is_some() {
                 self.evicted[i] += 1;
             }
@@ -193,7 +228,14 @@ impl Worker {
         let mut done = true;
         while let Some(t) = self.timers.pop_due(upto, strict) {
             let op = &mut self.operators[usize::from(t.op)];
-            let mut ctx = Context::new(t.due, t.key.as_str(), t.op, &mut self.timers, out);
+            let mut ctx = Context::new(
+                t.due,
+                t.key.as_str(),
+                t.op,
+                &mut self.timers,
+                out,
+                &self.reference,
+            );
             op.on_timer(t.tag, &mut ctx);
             if out.len() >= max {
                 done = self
@@ -227,7 +269,14 @@ impl Worker {
         let mut sink = Vec::new();
         let mut states = Vec::new();
         for (i, op) in self.operators.iter_mut().enumerate() {
-            let mut ctx = Context::new(self.clock, key, i as u16, &mut self.timers, &mut sink);
+            let mut ctx = Context::new(
+                self.clock,
+                key,
+                i as u16,
+                &mut self.timers,
+                &mut sink,
+                &self.reference,
+            );
             if let Some(s) = op.export(&mut ctx) {
                 states.push((i as u16, s));
             }
@@ -235,11 +284,16 @@ impl Worker {
         states
     }
 
-    /// Deletes all state of `key` and cancels its timers (an `erase`). Returns whether
+    /// Deletes all state of `key` and cancels its timers (an `erase`), and drops every
+    /// mention of it in other keys' state. The runtime sends an erase to every worker:
+    /// the owner holds the key's state, any worker may hold mentions. Returns whether
     /// any operator held state for it.
     pub fn erase(&mut self, key: &str) -> bool {
         let had = !self.export(key).is_empty();
         self.timers.forget(key);
+        for op in &mut self.operators {
+            op.forget(key);
+        }
         had
     }
 
@@ -250,7 +304,8 @@ impl Worker {
         }
         for (i, state) in states {
             if let Some(op) = self.operators.get_mut(usize::from(i)) {
-                let mut ctx = Context::new(self.clock, key, i, &mut self.timers, out);
+                let mut ctx =
+                    Context::new(self.clock, key, i, &mut self.timers, out, &self.reference);
                 op.import(state, &mut ctx);
             }
         }
@@ -281,6 +336,10 @@ impl Worker {
                 .operators
                 .iter()
                 .map(|op| (op.name().to_owned(), op.snapshot()))
+                .chain(
+                    (!self.reference.is_empty())
+                        .then(|| (REFERENCE.to_owned(), self.reference.snapshot())),
+                )
                 .collect(),
             touched: self.timers.touched().map(|(k, t)| (k.clone(), t)).collect(),
         }
@@ -300,6 +359,20 @@ impl Worker {
             }
         }
         for (name, keys) in snap.operators {
+            if name == REFERENCE {
+                let mut failed = None;
+                keys.encode(&mut |key, bytes| {
+                    if failed.is_none()
+                        && let Err(e) = self.reference.restore(key, bytes)
+                    {
+                        failed = Some(format!("reference row {key:?}: {e}"));
+                    }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                continue;
+            }
             let Some(i) = index(&name) else {
                 notes.push(format!("state of operator {name} dropped: not configured"));
                 continue;

@@ -2,6 +2,7 @@
 //! [`build`], one field in [`TriggersConfig`](crate::config::TriggersConfig).
 
 pub mod abandoned_cart;
+pub mod churn_risk;
 pub mod return_abuse;
 
 use crate::config::TriggersConfig;
@@ -14,6 +15,9 @@ pub fn build(cfg: &TriggersConfig) -> Vec<Box<dyn Operator>> {
         ops.push(Box::new(abandoned_cart::AbandonedCart::new(
             &cfg.abandoned_cart,
         )));
+    }
+    if cfg.churn_risk.enabled {
+        ops.push(Box::new(churn_risk::ChurnRisk::new(&cfg.churn_risk)));
     }
     if cfg.return_abuse.enabled {
         ops.push(Box::new(return_abuse::ReturnAbuse::new(&cfg.return_abuse)));

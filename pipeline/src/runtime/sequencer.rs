@@ -72,6 +72,7 @@ pub struct Sequencer {
     pending: Vec<Vec<Work>>,
     sent_clock: Timestamp,
     stats: Arc<Stats>,
+    sales: bool,
 }
 
 /// Why the sequencer stopped.
@@ -103,7 +104,15 @@ impl Sequencer {
             pending: (0..n).map(|_| Vec::new()).collect(),
             sent_clock: Timestamp::MIN,
             stats,
+            sales: false,
         }
+    }
+
+    /// Also routes each purchase at a store, re-keyed to the store, to the store's
+    /// worker (for triggers that keep state per store: see [`Event::sale`]).
+    pub fn with_sales(mut self, sales: bool) -> Self {
+        self.sales = sales;
+        self
     }
 
     /// The clock.
@@ -228,9 +237,23 @@ impl Sequencer {
             (topic, &event.kind, &event.user_id)
         {
             metrics::get().erasures.inc();
+            // Every worker: the owner drops the state, any may hold mentions of the key.
             for key in self.identity.erase(user) {
-                let w = partition_for(&key, n) as usize;
-                self.pending[w].push(Work::Erase { key });
+                for q in &mut self.pending {
+                    q.push(Work::Erase { key: key.clone() });
+                }
+            }
+            return Ok(());
+        }
+        if matches!(topic, Topic::Stores | Topic::Weather) {
+            // Reference data: every worker keeps all of it.
+            let key = event.store_id.clone().unwrap_or_default();
+            for q in &mut self.pending {
+                q.push(Work::Event {
+                    key: key.clone(),
+                    event: event.clone(),
+                    read_at,
+                });
             }
             return Ok(());
         }
@@ -260,6 +283,10 @@ impl Sequencer {
                 });
             }
         }
+        let sale = match self.sales {
+            true => event.sale(&resolved.key),
+            false => None,
+        };
         let w = partition_for(&resolved.key, n) as usize;
         self.pending[w].push(Work::Event {
             key: resolved.key,
@@ -268,6 +295,15 @@ impl Sequencer {
         });
         if self.pending[w].len() >= 4096 {
             self.send(w).await?;
+        }
+        if let Some(sale) = sale {
+            let store = sale.store_id.clone().unwrap_or_default();
+            let w = partition_for(&store, n) as usize;
+            self.pending[w].push(Work::Event {
+                key: store,
+                event: Box::new(sale),
+                read_at,
+            });
         }
         Ok(())
     }
