@@ -17,7 +17,7 @@ use crate::triggers::abandoned_cart::AbandonedCartConfig;
 pub struct TriggersConfig {
     /// `[triggers.abandoned_cart]`.
     pub abandoned_cart: AbandonedCartConfig,
-    /// `[triggers.birthday]` (parsed; the trigger is not in this release).
+    /// `[triggers.birthday]`.
     pub birthday: BirthdayConfig,
     /// `[triggers.weather_promo]` (parsed; the trigger is not in this release).
     pub weather_promo: WeatherPromoConfig,
@@ -33,7 +33,6 @@ impl TriggersConfig {
     /// Names of triggers enabled in the config that this release does not run.
     pub fn enabled_but_unavailable(&self) -> Vec<&'static str> {
         [
-            ("birthday", self.birthday.enabled),
             ("weather_promo", self.weather_promo.enabled),
             ("stale_stock", self.stale_stock.enabled),
         ]

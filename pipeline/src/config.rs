@@ -304,6 +304,15 @@ impl Config {
         if let Err(e) = parse_hhmm(&b.send_at_local) {
             p.push(format!("triggers.birthday.send_at_local: {e}"));
         }
+        if footfall_operators::local::zone(&b.default_timezone).is_none() {
+            p.push(format!(
+                "triggers.birthday.default_timezone: {:?} is not an IANA time zone name",
+                b.default_timezone
+            ));
+        }
+        if b.days_before > 366 {
+            p.push("triggers.birthday.days_before: at most 366".into());
+        }
         for c in &self.triggers.weather_promo.campaigns {
             if c.temp_c_min.is_none() && c.temp_c_max.is_none() && c.conditions.is_none() {
                 p.push(format!(

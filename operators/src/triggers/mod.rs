@@ -2,6 +2,7 @@
 //! [`build`], one field in [`TriggersConfig`](crate::config::TriggersConfig).
 
 pub mod abandoned_cart;
+pub mod birthday;
 pub mod churn_risk;
 pub mod return_abuse;
 
@@ -15,6 +16,9 @@ pub fn build(cfg: &TriggersConfig) -> Vec<Box<dyn Operator>> {
         ops.push(Box::new(abandoned_cart::AbandonedCart::new(
             &cfg.abandoned_cart,
         )));
+    }
+    if cfg.birthday.enabled {
+        ops.push(Box::new(birthday::Birthday::new(&cfg.birthday)));
     }
     if cfg.churn_risk.enabled {
         ops.push(Box::new(churn_risk::ChurnRisk::new(&cfg.churn_risk)));
