@@ -19,7 +19,7 @@ pub struct TriggersConfig {
     pub abandoned_cart: AbandonedCartConfig,
     /// `[triggers.birthday]`.
     pub birthday: BirthdayConfig,
-    /// `[triggers.weather_promo]` (parsed; the trigger is not in this release).
+    /// `[triggers.weather_promo]`.
     pub weather_promo: WeatherPromoConfig,
     /// `[triggers.stale_stock]` (parsed; the trigger is not in this release).
     pub stale_stock: StaleStockConfig,
@@ -32,13 +32,10 @@ pub struct TriggersConfig {
 impl TriggersConfig {
     /// Names of triggers enabled in the config that this release does not run.
     pub fn enabled_but_unavailable(&self) -> Vec<&'static str> {
-        [
-            ("weather_promo", self.weather_promo.enabled),
-            ("stale_stock", self.stale_stock.enabled),
-        ]
-        .into_iter()
-        .filter_map(|(n, on)| on.then_some(n))
-        .collect()
+        [("stale_stock", self.stale_stock.enabled)]
+            .into_iter()
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect()
     }
 }
 
@@ -95,7 +92,7 @@ pub struct WeatherPromoConfig {
     pub max_weather_age_secs: u64,
     /// Channel.
     pub channel: String,
-    /// The campaigns.
+    /// The campaigns (default: `hot_day` and `rainy_day`; `campaigns = []` for none).
     pub campaigns: Vec<WeatherCampaign>,
 }
 
@@ -106,7 +103,22 @@ impl Default for WeatherPromoConfig {
             radius_m: 500.0,
             max_weather_age_secs: 10_800,
             channel: "push".into(),
-            campaigns: Vec::new(),
+            campaigns: vec![
+                WeatherCampaign {
+                    name: "hot_day".into(),
+                    temp_c_min: Some(30.0),
+                    temp_c_max: None,
+                    conditions: None,
+                    template: "cold_drinks".into(),
+                },
+                WeatherCampaign {
+                    name: "rainy_day".into(),
+                    temp_c_min: None,
+                    temp_c_max: None,
+                    conditions: Some(vec!["rain".into(), "storm".into()]),
+                    template: "umbrellas".into(),
+                },
+            ],
         }
     }
 }
