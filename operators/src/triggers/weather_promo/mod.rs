@@ -104,7 +104,7 @@ impl Operator for WeatherPromo {
                 continue;
             }
             let c = self.customers.get_or_default(key);
-            if c.used.iter().any(|(n, d)| n == &campaign.name && *d == day) {
+            if c.used.iter().any(|(n, d)| *n == campaign.name && *d == day) {
                 continue;
             }
             // Dates of stores in other zones differ by a day at most: older ones are done.
