@@ -1,9 +1,7 @@
 //! The domain part of footfall's config file: `[triggers.*]` and `[policy]`.
 //!
 //! Paths, names and units are fixed by `docs/config.md`; every key has a default, and
-//! an unknown key is an error naming it. Sections of triggers that this release does
-//! not run yet are parsed and checked all the same, so a config written for the whole
-//! catalogue validates today.
+//! an unknown key is an error naming it.
 
 use std::collections::BTreeMap;
 
@@ -21,22 +19,12 @@ pub struct TriggersConfig {
     pub birthday: BirthdayConfig,
     /// `[triggers.weather_promo]`.
     pub weather_promo: WeatherPromoConfig,
-    /// `[triggers.stale_stock]` (parsed; the trigger is not in this release).
+    /// `[triggers.stale_stock]` (markdowns and markdown offers).
     pub stale_stock: StaleStockConfig,
     /// `[triggers.churn_risk]`.
     pub churn_risk: ChurnRiskConfig,
     /// `[triggers.return_abuse]`.
     pub return_abuse: ReturnAbuseConfig,
-}
-
-impl TriggersConfig {
-    /// Names of triggers enabled in the config that this release does not run.
-    pub fn enabled_but_unavailable(&self) -> Vec<&'static str> {
-        [("stale_stock", self.stale_stock.enabled)]
-            .into_iter()
-            .filter_map(|(n, on)| on.then_some(n))
-            .collect()
-    }
 }
 
 /// `[triggers.birthday]`.

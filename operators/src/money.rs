@@ -64,6 +64,26 @@ pub fn deserialize_money_str<'de, D: serde::Deserializer<'de>>(d: D) -> Result<D
     })
 }
 
+/// Digits after the point in the currency's minor unit (ISO 4217): 0 for `JPY`,
+/// `KRW` and the like, 3 for `KWD`, `BHD`, `OMR`, `JOD`, `TND`, `LYD`, `IQD`, else 2.
+pub fn minor_units(currency: Option<&str>) -> u32 {
+    match currency.unwrap_or("") {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    }
+}
+
+/// `price` less `pct` percent, rounded half away from zero to the currency's minor unit.
+pub fn discounted(price: Decimal, pct: u32, currency: Option<&str>) -> Decimal {
+    let factor = Decimal::ONE - Decimal::from(pct) / Decimal::ONE_HUNDRED;
+    (price * factor).round_dp_with_strategy(
+        minor_units(currency),
+        rust_decimal::RoundingStrategy::MidpointAwayFromZero,
+    )
+}
+
 /// Serde for decimals in checkpointed state: the 16-byte exact representation
 /// (`#[serde(with = "crate::money::exact")]`), which binary formats read back as written.
 pub mod exact {
@@ -112,5 +132,21 @@ mod tests {
         assert!(parse_money("\"NaN\"").is_err());
         assert!(parse_money("true").is_err());
         assert!(parse_money("\"1.2.3\"").is_err());
+    }
+}
+
+/// [`exact`] for an optional decimal.
+pub mod opt_exact {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes `None` or the 16 bytes.
+    pub fn serialize<S: Serializer>(d: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+        d.map(|d| d.serialize()).serialize(s)
+    }
+
+    /// Reads what [`serialize`] wrote.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+        Ok(Option::<[u8; 16]>::deserialize(d)?.map(Decimal::deserialize))
     }
 }

@@ -321,6 +321,34 @@ impl Config {
                 ));
             }
         }
+        let wp = &self.triggers.weather_promo;
+        if !(wp.radius_m.is_finite() && wp.radius_m > 0.0) {
+            p.push("triggers.weather_promo.radius_m: must be a positive number of metres".into());
+        }
+        let ss = &self.triggers.stale_stock;
+        let steps = std::iter::once(("schedule".to_owned(), &ss.schedule)).chain(
+            ss.categories
+                .iter()
+                .map(|(c, s)| (format!("categories.{c}"), s)),
+        );
+        for (name, steps) in steps {
+            for st in steps {
+                if st.discount_pct > 100 {
+                    p.push(format!(
+                        "triggers.stale_stock.{name}: discount_pct {} is over 100",
+                        st.discount_pct
+                    ));
+                }
+                if !(st.hours_before_expiry.is_finite() && st.hours_before_expiry >= 0.0) {
+                    p.push(format!(
+                        "triggers.stale_stock.{name}: hours_before_expiry must be a number of hours, at least 0"
+                    ));
+                }
+            }
+        }
+        if ss.slow_discount_pct > 100 {
+            p.push("triggers.stale_stock.slow_discount_pct: at most 100".into());
+        }
         let cr = &self.triggers.churn_risk;
         if !(cr.threshold > 0.0 && cr.threshold < 1.0) {
             p.push("triggers.churn_risk.threshold: must be between 0 and 1".into());
@@ -353,11 +381,12 @@ impl Config {
 
     /// Things that are allowed but worth saying.
     pub fn warnings(&self) -> Vec<String> {
-        self.triggers
-            .enabled_but_unavailable()
-            .into_iter()
-            .map(|t| format!("triggers.{t}: enabled, but this release does not run it yet"))
-            .collect()
+        let mut w = Vec::new();
+        let wp = &self.triggers.weather_promo;
+        if wp.enabled && wp.campaigns.is_empty() {
+            w.push("triggers.weather_promo: enabled with no campaigns, so it never fires".into());
+        }
+        w
     }
 }
 

@@ -5,6 +5,7 @@ pub mod abandoned_cart;
 pub mod birthday;
 pub mod churn_risk;
 pub mod return_abuse;
+pub mod stale_stock;
 pub mod weather_promo;
 
 use crate::config::TriggersConfig;
@@ -26,6 +27,9 @@ pub fn build(cfg: &TriggersConfig) -> Vec<Box<dyn Operator>> {
     }
     if cfg.return_abuse.enabled {
         ops.push(Box::new(return_abuse::ReturnAbuse::new(&cfg.return_abuse)));
+    }
+    if cfg.stale_stock.enabled {
+        ops.push(Box::new(stale_stock::StaleStock::new(&cfg.stale_stock)));
     }
     if cfg.weather_promo.enabled {
         ops.push(Box::new(weather_promo::WeatherPromo::new(
