@@ -434,10 +434,7 @@ impl Operator for StaleStock {
             Some(exp) => {
                 // Every step due by now (several when steps share an instant).
                 let steps = self.schedule(lot.category.as_deref()).to_vec();
-                loop {
-                    let Some(lot) = shelf.lots.get_mut(&k) else {
-                        break;
-                    };
+                while let Some(lot) = shelf.lots.get_mut(&k) {
                     let Some(step) = steps.get(lot.next_step) else {
                         break;
                     };
