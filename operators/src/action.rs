@@ -100,6 +100,11 @@ pub struct Action {
     /// Where it goes.
     #[serde(skip)]
     pub topic: OutputTopic,
+    /// The key of the state that produced it, which picks its output partition: one
+    /// writer per output partition, so replays write every partition in the same
+    /// order. Set by [`Context::emit`](crate::operator::Context::emit).
+    #[serde(skip)]
+    pub route: crate::event::Str,
 }
 
 /// `action_id`: 32 lowercase hex characters, the first 16 bytes of SHA-256 over

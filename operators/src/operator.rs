@@ -81,8 +81,9 @@ impl<'a> Context<'a> {
         self.set_timer(tag, to);
     }
 
-    /// Emits an action.
-    pub fn emit(&mut self, action: Action) {
+    /// Emits an action, routed to the output partition of this context's key.
+    pub fn emit(&mut self, mut action: Action) {
+        action.route = crate::event::Str::from(self.key);
         self.out.push(action);
     }
 }

@@ -5,6 +5,12 @@
 //! (`identify`) part-way; some buy at the POS without a cart id. A small share of records
 //! is broken the ways real feeds break (bad money, zero quantities, unknown types,
 //! malformed JSON, non-UTF-8 bytes, far-future clocks) and a few are redelivered.
+//!
+//! Around them, what every trigger needs: stores with coordinates and zones, hourly
+//! weather (hot at some stores, rain now and then), stock lots near their best-before
+//! and slow movers, location pings near stores, profiles with birthdays (some today,
+//! some on 29 February, in several zones), purchase histories months back (repeat
+//! buyers who then stop: churn risk) and a few serial refunders.
 
 use footfall_operators::event::{Topic, anon_key};
 use footfall_operators::key::partition_for;
@@ -127,6 +133,78 @@ const STORES: [&str; 8] = [
 ];
 const ZONES: [&str; 4] = ["Asia/Shanghai", "Europe/London", "America/New_York", "UTC"];
 
+/// The stores: (latitude, longitude, zone, region, typical temperature °C).
+const SITES: [(f64, f64, &str, &str, f64); 8] = [
+    (31.2304, 121.4737, "Asia/Shanghai", "east", 31.0),
+    (31.2222, 121.4581, "Asia/Shanghai", "east", 30.5),
+    (31.1940, 121.4380, "Asia/Shanghai", "east", 29.0),
+    (39.9042, 116.4074, "Asia/Shanghai", "north", 12.0),
+    (22.5431, 114.0579, "Asia/Shanghai", "south", 27.0),
+    (30.5728, 104.0668, "Asia/Shanghai", "west", 18.0),
+    (51.5072, -0.1276, "Europe/London", "uk", 9.0),
+    (40.7128, -74.0060, "America/New_York", "us", 6.0),
+];
+
+const CONDITIONS: [&str; 5] = ["clear", "clouds", "rain", "fog", "storm"];
+
+/// Reference data and stock: stores (a day before everything), hourly weather per
+/// store over the span, perishable lots expiring within it and slow movers that have
+/// not sold for weeks.
+fn stores_weather_stock(feed: &mut Feed, items: &[CatalogItem], p: &Params, span_secs: u64) {
+    let history = p.start.minus(Span::from_secs(HISTORY_DAYS as i64 * 86_400));
+    for (i, (lat, lon, tz, region, _)) in SITES.iter().enumerate() {
+        let id = STORES[i];
+        let ts = history.minus(Span::from_secs(86_400));
+        let v = json!({"message_id": format!("s-{id}"), "type": "store", "timestamp": ts.to_string(),
+            "store_id": id, "lat": lat, "lon": lon, "timezone": tz, "region": region});
+        feed.push(Topic::Stores, id.to_owned(), ts, v);
+    }
+    let hours = span_secs.div_ceil(3600);
+    for h in 0..=hours {
+        let ts = p.start.plus(Span::from_secs(h as i64 * 3600));
+        for (i, (.., base)) in SITES.iter().enumerate() {
+            let id = STORES[i];
+            let temp = base + (feed.rng.below(60) as f64 - 20.0) / 10.0;
+            let condition = match feed.rng.chance(0.2) {
+                true => *feed.rng.pick(&CONDITIONS[2..]),
+                false => *feed.rng.pick(&CONDITIONS[..2]),
+            };
+            let v = json!({"message_id": format!("w-{id}-{h}"), "type": "weather", "timestamp": ts.to_string(),
+                "store_id": id, "temp_c": temp, "condition": condition});
+            feed.push(Topic::Weather, id.to_owned(), ts, v);
+        }
+    }
+    let perishable: Vec<&CatalogItem> = items
+        .iter()
+        .filter(|it| matches!(it.category, "dairy" | "bakery" | "produce"))
+        .collect();
+    let slow: Vec<&CatalogItem> = items.iter().filter(|it| it.category == "home").collect();
+    for (i, id) in STORES.iter().enumerate() {
+        for l in 0..8 {
+            let it = *feed.rng.pick(&perishable);
+            let ts = p.start.minus(Span::from_secs(3600));
+            let expires = p.start.plus(Span::from_secs(
+                2 * 3600 + feed.rng.below(span_secs + 6 * 3600) as i64,
+            ));
+            let v = json!({"message_id": format!("i-{id}-{l}"), "type": "stock", "timestamp": ts.to_string(),
+                "store_id": id, "item_id": it.id, "item_category": it.category, "lot_id": format!("lot-{i}{l:02}"),
+                "on_hand": 5 + feed.rng.below(30), "price": money(it.price_cents), "currency": "CNY",
+                "expires_at": expires.to_string()});
+            feed.push(Topic::Inventory, (*id).to_owned(), ts, v);
+        }
+        // A slow mover on the shelf for three weeks without a sale.
+        let it = *feed.rng.pick(&slow);
+        let ts = p.start.minus(Span::from_secs(21 * 86_400));
+        let v = json!({"message_id": format!("i-{id}-slow"), "type": "stock", "timestamp": ts.to_string(),
+            "store_id": id, "item_id": it.id, "item_category": it.category, "lot_id": format!("lot-{i}-s"),
+            "on_hand": 12 + feed.rng.below(20), "price": money(it.price_cents), "currency": "CNY"});
+        feed.push(Topic::Inventory, (*id).to_owned(), ts, v);
+    }
+}
+
+/// How far back purchase histories reach, days.
+const HISTORY_DAYS: u64 = 150;
+
 /// Records being generated, with their arrival order.
 struct Feed {
     rng: Rng,
@@ -183,6 +261,7 @@ pub fn generate(p: &Params) -> Vec<Record> {
         out: Vec::new(),
         seq: 0,
     };
+    stores_weather_stock(&mut feed, &items, p, span_secs);
 
     for c in 0..p.customers {
         let user = format!("m-{c:07}");
@@ -191,17 +270,42 @@ pub fn generate(p: &Params) -> Vec<Record> {
             let ts = p
                 .start
                 .plus(Span::from_secs(feed.rng.below(span_secs / 4) as i64));
-            let bday = format!(
-                "{}-{:02}-{:02}",
-                1960 + feed.rng.below(45),
-                1 + feed.rng.below(12),
-                1 + feed.rng.below(28)
-            );
+            let year = 1960 + feed.rng.below(45);
+            let start = p.start.to_datetime();
+            let bday = match feed.rng.below(100) {
+                // Some today (their greeting falls in the feed), some on 29 February.
+                0..=9 => format!("{year}-{}", start.format("%m-%d")),
+                10..=12 => "2000-02-29".to_owned(),
+                _ => format!(
+                    "{year}-{:02}-{:02}",
+                    1 + feed.rng.below(12),
+                    1 + feed.rng.below(28)
+                ),
+            };
             let v = json!({"message_id": format!("p-{c}"), "type": "profile", "timestamp": ts.to_string(),
                 "user_id": user, "birthday": bday, "timezone": feed.rng.pick(&ZONES),
                 "home_store_id": feed.rng.pick(&STORES), "tier": feed.rng.pick(&["bronze", "silver", "gold"]),
                 "consent": {"push": feed.rng.chance(0.8), "sms": feed.rng.chance(0.4), "email": feed.rng.chance(0.6)}});
             feed.push(Topic::Customers, user.clone(), ts, v);
+        }
+        // A purchase history months back for some: repeat buyers who then stop come up
+        // as churn risks.
+        if feed.rng.chance(0.25) {
+            let first = feed.rng.below(HISTORY_DAYS - 20);
+            let mut day = first;
+            for k in 0..(1 + feed.rng.below(3)) {
+                let ts = p.start.minus(Span::from_secs(
+                    ((HISTORY_DAYS - day) * 86_400 - feed.rng.below(40_000)) as i64,
+                ));
+                let it = &items[feed.rng.below(items.len() as u64) as usize];
+                let v = json!({"message_id": format!("h-{c}-{k}"), "type": "purchase",
+                    "timestamp": ts.to_string(), "user_id": user, "transaction_id": format!("oh-{c}-{k}"),
+                    "channel": "pos", "store_id": feed.rng.pick(&STORES), "currency": "CNY",
+                    "value": money(it.price_cents), "items": [{"item_id": it.id, "item_category": it.category,
+                    "price": money(it.price_cents), "quantity": 1}]});
+                feed.push(Topic::Transactions, user.clone(), ts, v);
+                day = (day + 1 + feed.rng.below(20)).min(HISTORY_DAYS - 1);
+            }
         }
         // A few serial refunders: return_abuse's alerts.
         let serial_refunder = feed.rng.chance(0.007);
@@ -238,6 +342,16 @@ pub fn generate(p: &Params) -> Vec<Record> {
             };
             let v = next(&mut feed.rng, &mut ts, "page_view", logged_in);
             feed.push(Topic::Clickstream, key(logged_in), ts, v);
+            // The app reports where the customer is: often near a store.
+            if channel == "app" && feed.rng.chance(0.5) {
+                let (lat, lon, ..) = SITES[feed.rng.below(SITES.len() as u64) as usize];
+                let jitter = |rng: &mut Rng| (rng.below(600) as f64 - 300.0) / 111_000.0;
+                let mut v = next(&mut feed.rng, &mut ts, "location", logged_in);
+                v["lat"] = json!(lat + jitter(&mut feed.rng));
+                v["lon"] = json!(lon + jitter(&mut feed.rng));
+                v["accuracy_m"] = json!(10 + feed.rng.below(40));
+                feed.push(Topic::Clickstream, key(logged_in), ts, v);
+            }
             if feed.rng.chance(0.5) {
                 let mut v = next(&mut feed.rng, &mut ts, "search", logged_in);
                 v["query"] = json!(feed.rng.pick(&CATEGORIES).0);
@@ -498,6 +612,12 @@ mod tests {
             "\"purchase\"",
             "\"remove_from_cart\"",
             "\"profile\"",
+            "\"location\"",
+            "\"stock\"",
+            "\"store\"",
+            "\"weather\"",
+            "\"refund\"",
+            "-02-29\"",
         ] {
             assert!(has(ty), "no {ty}");
         }

@@ -48,7 +48,9 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     let summary = runtime::replay(&cfg, &log, None).await?;
     writeln!(
         out,
-        "  replayed in event time through the triggers: abandoned_cart (30 min idle, 24 h cooldown)\n              and return_abuse (3 refunds in 7 days):"
+        "  replayed in event time through every trigger, with the default settings:\n              \
+         abandoned_cart, birthday, weather_promo, stale_stock (and markdown_offer),\n              \
+         churn_risk, return_abuse"
     )?;
     print_summary(&summary, &mut out)?;
     let samples = summary.stats.samples();

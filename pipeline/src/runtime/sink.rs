@@ -135,11 +135,14 @@ impl Sinks {
         let mut touched: Vec<(usize, usize)> = Vec::new();
         let mut new = 0;
         for a in actions.iter_mut() {
-            let key = a
-                .customer_id
-                .as_deref()
-                .or(a.store_id.as_deref())
-                .unwrap_or("");
+            let key = match a.route.as_str() {
+                "" => a
+                    .customer_id
+                    .as_deref()
+                    .or(a.store_id.as_deref())
+                    .unwrap_or(""),
+                route => route,
+            };
             let t = index(a.topic);
             let p = partition_for(key, self.topics[t].len() as u32) as usize;
             let mut slot = lock(&self.topics[t][p]);

@@ -13,7 +13,7 @@ use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::action::{Action, Group, OutputTopic, action_id};
-use crate::event::{CartChange, Event, EventKind, Interest};
+use crate::event::{CartChange, Event, EventKind, Interest, Str};
 use crate::money::deserialize_money_str;
 use crate::operator::{Context, KeyState, Operator};
 use crate::state::{KeyedState, StateImage};
@@ -364,6 +364,7 @@ impl Operator for AbandonedCart {
                 "last_activity_at": cart.last_activity,
             }),
             topic: OutputTopic::Notifications,
+            route: Str::default(),
         };
         ctx.emit(action);
     }

@@ -182,6 +182,7 @@ impl Birthday {
                 "local_send_at": self.send_at.format("%H:%M").to_string(),
             }),
             topic: OutputTopic::Notifications,
+            route: Str::default(),
         });
     }
 }

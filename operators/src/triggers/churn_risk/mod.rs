@@ -150,9 +150,11 @@ impl ChurnRisk {
             emitted_at: None,
             group: Group::Treatment,
             reason: format!(
-                "P(alive) {p:.4} fell below {} after {} repeat purchase days, {:.1} days since the last",
+                "P(alive) {p:.4} fell below {}: {} repeat purchase day{} over {} days, none for {:.1} days",
                 self.threshold,
                 h.x,
+                if h.x == 1.0 { "" } else { "s" },
+                h.t_x,
                 h.t - h.t_x
             ),
             payload: json!({
@@ -165,6 +167,7 @@ impl ChurnRisk {
                 "currency": c.currency,
             }),
             topic: OutputTopic::Notifications,
+            route: Str::default(),
         });
     }
 

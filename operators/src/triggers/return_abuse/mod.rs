@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::action::{Action, Group, OutputTopic, action_id};
 use crate::config::ReturnAbuseConfig;
-use crate::event::{Event, EventKind, Interest};
+use crate::event::{Event, EventKind, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
 use crate::state::{KeyedState, StateImage};
 use crate::time::{Span, Timestamp};
@@ -138,6 +138,7 @@ impl Operator for ReturnAbuse {
                 "transaction_id": tx.transaction_id.as_str(),
             }),
             topic: OutputTopic::Alerts,
+            route: Str::default(),
         });
     }
 

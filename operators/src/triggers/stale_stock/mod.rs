@@ -346,6 +346,7 @@ impl StaleStock {
             ),
             payload: body.clone(),
             topic: OutputTopic::Markdowns,
+            route: Str::default(),
         });
         if pct < self.offer_min_pct {
             return;
@@ -391,6 +392,7 @@ impl StaleStock {
                 ),
                 payload: body.clone(),
                 topic: OutputTopic::Notifications,
+                route: Str::default(),
             });
         }
     }

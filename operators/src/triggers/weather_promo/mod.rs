@@ -136,6 +136,7 @@ impl Operator for WeatherPromo {
                     "local_date": date.to_string(),
                 }),
                 topic: OutputTopic::Notifications,
+                route: Str::default(),
             });
         }
     }
