@@ -8,6 +8,9 @@ pub mod return_abuse;
 pub mod stale_stock;
 pub mod weather_promo;
 
+#[cfg(test)]
+mod properties;
+
 use crate::config::TriggersConfig;
 use crate::operator::Operator;
 
