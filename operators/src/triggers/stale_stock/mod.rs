@@ -69,8 +69,9 @@ struct Shelf {
     tags: BTreeMap<u64, (Str, Str)>,
     /// Last sale per item.
     last_sale: BTreeMap<Str, i64>,
-    /// Per category: (customer, last bought, nanos), most recent first.
-    buyers: BTreeMap<Str, Vec<(Str, i64)>>,
+    /// Per category: customer → when they last bought it (nanos). Pruned to the
+    /// window at each markdown; sorted only when offers are made.
+    buyers: BTreeMap<Str, BTreeMap<Str, i64>>,
     /// (customer, store-local date) of offers made, for the last couple of days.
     offered: Vec<(Str, i64)>,
 }
@@ -189,7 +190,8 @@ impl StaleStock {
             return;
         };
         let now = event.timestamp;
-        let mut shelf = self.stores.get(ctx.key()).cloned().unwrap_or_default();
+        // Taken out and put back: no copy unless a checkpoint still shares it.
+        let mut shelf = self.stores.remove(ctx.key()).unwrap_or_default();
         let k = (s.item_id.clone(), s.lot_id.clone());
         let category = s.item_category.clone();
         let fresh_schedule = |first_seen| {
@@ -271,12 +273,13 @@ impl StaleStock {
                 .or_insert(i64::MIN);
             *last = (*last).max(now.as_nanos());
             if let Some(c) = category {
-                let buyers = shelf.buyers.entry(c).or_default();
-                buyers.retain(|(b, _)| *b != sale.customer);
-                let at = buyers.partition_point(|(_, t)| *t > now.as_nanos());
-                buyers.insert(at, (sale.customer.clone(), now.as_nanos()));
-                let horizon = now.minus(BUYER_WINDOW).as_nanos();
-                buyers.retain(|(_, t)| *t >= horizon);
+                let last = shelf
+                    .buyers
+                    .entry(c)
+                    .or_default()
+                    .entry(sale.customer.clone())
+                    .or_insert(i64::MIN);
+                *last = (*last).max(now.as_nanos());
             }
         }
         if touched.is_empty() {
@@ -358,15 +361,31 @@ impl StaleStock {
         let today = local::day_number(local::date(tz, now));
         shelf.offered.retain(|(_, d)| *d >= today);
         let horizon = now.minus(BUYER_WINDOW).as_nanos();
-        let buyers: Vec<Str> = shelf
+        for b in shelf.buyers.values_mut() {
+            b.retain(|_, t| *t >= horizon);
+        }
+        // Most recent first; ties by customer key, so offers are deterministic.
+        let mut recent: Vec<(i64, &Str)> = shelf
             .buyers
             .get(&category)
             .into_iter()
             .flatten()
-            .filter(|(_, t)| *t >= horizon && *t <= now.as_nanos())
-            .map(|(c, _)| c.clone())
-            .filter(|c| !shelf.offered.iter().any(|(o, d)| o == c && *d == today))
+            .filter(|(_, t)| **t <= now.as_nanos())
+            .map(|(c, t)| (*t, c))
+            .collect();
+        recent.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let offered_today: std::collections::BTreeSet<&Str> = shelf
+            .offered
+            .iter()
+            .filter(|(_, d)| *d == today)
+            .map(|(c, _)| c)
+            .collect();
+        let buyers: Vec<Str> = recent
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| !offered_today.contains(c))
             .take(self.offer_max)
+            .cloned()
             .collect();
         for customer in buyers {
             shelf.offered.push((customer.clone(), today));
@@ -418,19 +437,22 @@ impl Operator for StaleStock {
 
     fn on_timer(&mut self, tag: u64, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        let Some(mut shelf) = self.stores.get(ctx.key()).cloned() else {
+        let Some(mut shelf) = self.stores.remove(ctx.key()) else {
             return;
         };
         let Some((item, lot_id)) = shelf.tags.get(&tag).cloned() else {
+            self.stores.insert(ctx.key(), shelf);
             return;
         };
         let k = (item.clone(), lot_id.clone());
-        let Some(lot) = shelf.lots.get_mut(&k) else {
-            return;
-        };
-        if lot.due != Some(now) {
-            return;
+        match shelf.lots.get(&k) {
+            Some(lot) if lot.due == Some(now) => {}
+            _ => {
+                self.stores.insert(ctx.key(), shelf);
+                return;
+            }
         }
+        let lot = shelf.lots.get_mut(&k).expect("just checked");
         lot.due = None;
         match lot.expires_at {
             Some(exp) => {
@@ -487,7 +509,7 @@ impl Operator for StaleStock {
             if let Some(s) = self.stores.get_mut(&k) {
                 s.offered.retain(|(c, _)| c != customer);
                 for b in s.buyers.values_mut() {
-                    b.retain(|(c, _)| c != customer);
+                    b.remove(customer);
                 }
             }
         }
