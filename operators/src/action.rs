@@ -107,6 +107,37 @@ pub struct Action {
     pub route: crate::event::Str,
 }
 
+impl Action {
+    /// An action of `trigger` due at `fired_at`, its id from (`trigger`, `rule_version`,
+    /// `key`, `fired_at`), in the treatment group until the holdout says otherwise. The
+    /// trigger fills in who, where, why and what: `Action { reason, .., ..Action::new(..) }`.
+    pub fn new(
+        trigger: &str,
+        rule_version: &str,
+        key: &str,
+        fired_at: Timestamp,
+        topic: OutputTopic,
+    ) -> Action {
+        Action {
+            action_id: action_id(trigger, rule_version, key, fired_at),
+            trigger: trigger.to_owned(),
+            rule_version: rule_version.to_owned(),
+            customer_id: None,
+            anonymous_id: None,
+            store_id: None,
+            channel: String::new(),
+            template: String::new(),
+            fired_at,
+            emitted_at: None,
+            group: Group::Treatment,
+            reason: String::new(),
+            payload: serde_json::Value::Null,
+            topic,
+            route: crate::event::Str::default(),
+        }
+    }
+}
+
 /// `action_id`: 32 lowercase hex characters, the first 16 bytes of SHA-256 over
 /// (`trigger`, `rule_version`, key, due instant). Replays yield the same ids.
 pub fn action_id(trigger: &str, rule_version: &str, key: &str, due: Timestamp) -> String {

@@ -197,11 +197,6 @@ impl Reference {
     pub fn is_empty(&self) -> bool {
         self.stores.is_empty() && self.regions.is_empty()
     }
-
-    /// Stores known.
-    pub fn stores(&self) -> usize {
-        self.stores.len()
-    }
 }
 
 /// Several images in one, each row's key prefixed with its part's name.

@@ -71,6 +71,9 @@ pub struct Worker {
     evicted: Vec<u64>,
 }
 
+/// Restores one `(key, bytes)` row of a snapshot's state.
+type RestoreRow<'a> = dyn FnMut(&str, &[u8]) -> Result<(), String> + 'a;
+
 /// The name under which a snapshot carries the worker's [`Reference`] state, beside
 /// the operators' (no operator has this name).
 pub const REFERENCE: &str = "reference";
@@ -146,11 +149,6 @@ impl Worker {
             op.on_event(event, &mut ctx);
         }
         self.assign_groups(&mut out[start..]);
-    }
-
-    /// Stores and weather as this worker knows them.
-    pub fn reference(&self) -> &Reference {
-        &self.reference
     }
 
     /// Advances the clock to `clock`, firing every timer due at or before it.
@@ -359,29 +357,19 @@ impl Worker {
             }
         }
         for (name, keys) in snap.operators {
-            if name == REFERENCE {
-                let mut failed = None;
-                keys.encode(&mut |key, bytes| {
-                    if failed.is_none()
-                        && let Err(e) = self.reference.restore(key, bytes)
-                    {
-                        failed = Some(format!("reference row {key:?}: {e}"));
-                    }
-                });
-                if let Some(e) = failed {
-                    return Err(e);
-                }
-                continue;
-            }
-            let Some(i) = index(&name) else {
+            let restore: &mut RestoreRow<'_> = if name == REFERENCE {
+                &mut |key, bytes| self.reference.restore(key, bytes)
+            } else if let Some(i) = index(&name) {
+                let op = &mut self.operators[i];
+                &mut |key, bytes| op.restore(key, bytes)
+            } else {
                 notes.push(format!("state of operator {name} dropped: not configured"));
                 continue;
             };
-            let op = &mut self.operators[i];
             let mut failed = None;
             keys.encode(&mut |key, bytes| {
                 if failed.is_none()
-                    && let Err(e) = op.restore(key, bytes)
+                    && let Err(e) = restore(key, bytes)
                 {
                     failed = Some(format!("{name} state of key {key:?}: {e}"));
                 }

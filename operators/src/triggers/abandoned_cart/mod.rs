@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
-use crate::event::{CartChange, Event, EventKind, Interest, Str};
+use crate::action::{Action, OutputTopic};
+use crate::event::{CartChange, Event, EventKind, Interest};
 use crate::money::deserialize_money_str;
 use crate::operator::{Context, KeyState, Operator};
 use crate::state::{KeyedState, StateImage};
@@ -344,17 +344,10 @@ impl Operator for AbandonedCart {
             currency.map(|c| format!(" {c}")).unwrap_or_default()
         );
         let action = Action {
-            action_id: action_id(NAME, RULE_VERSION, &cart.id, due),
-            trigger: NAME.to_owned(),
-            rule_version: RULE_VERSION.to_owned(),
             customer_id: Some(key.to_owned()),
             anonymous_id: customer.anonymous_id.as_ref().map(|a| a.to_string()),
-            store_id: None,
             channel: self.channel.clone(),
             template: self.template.clone(),
-            fired_at: due,
-            emitted_at: None,
-            group: Group::Treatment,
             reason,
             payload: json!({
                 "cart_id": cart.id.as_str(),
@@ -363,8 +356,13 @@ impl Operator for AbandonedCart {
                 "items": items,
                 "last_activity_at": cart.last_activity,
             }),
-            topic: OutputTopic::Notifications,
-            route: Str::default(),
+            ..Action::new(
+                NAME,
+                RULE_VERSION,
+                &cart.id,
+                due,
+                OutputTopic::Notifications,
+            )
         };
         ctx.emit(action);
     }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::action::action_id;
 use crate::testing::{Script, at};
 use crate::time::Span;
 

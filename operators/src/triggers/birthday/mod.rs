@@ -20,7 +20,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::action::{Action, OutputTopic};
 use crate::config::{BirthdayConfig, LeapDay, parse_hhmm};
 use crate::event::{Event, EventKind, Interest, Str};
 use crate::local;
@@ -158,17 +158,10 @@ impl Birthday {
             n => format!("in {n} days"),
         };
         ctx.emit(Action {
-            action_id: action_id(NAME, RULE_VERSION, &format!("{key}/{year}"), at),
-            trigger: NAME.to_owned(),
-            rule_version: RULE_VERSION.to_owned(),
             customer_id: Some(key.to_owned()),
-            anonymous_id: None,
             store_id: c.home_store.as_ref().map(|s| s.to_string()),
             channel: self.channel.clone(),
             template: TEMPLATE.to_owned(),
-            fired_at: at,
-            emitted_at: None,
-            group: Group::Treatment,
             reason: format!(
                 "birthday {m:02}-{d:02} {days}, {} local in {}",
                 self.send_at.format("%H:%M"),
@@ -181,8 +174,13 @@ impl Birthday {
                 "timezone": tz.name(),
                 "local_send_at": self.send_at.format("%H:%M").to_string(),
             }),
-            topic: OutputTopic::Notifications,
-            route: Str::default(),
+            ..Action::new(
+                NAME,
+                RULE_VERSION,
+                &format!("{key}/{year}"),
+                at,
+                OutputTopic::Notifications,
+            )
         });
     }
 }

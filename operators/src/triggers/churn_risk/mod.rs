@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::action::{Action, OutputTopic};
 use crate::churn::{BgNbd, Rfm};
 use crate::config::ChurnRiskConfig;
 use crate::event::{Event, EventKind, Interest, Str};
@@ -138,17 +138,10 @@ impl ChurnRisk {
         let key = ctx.key();
         let spend = c.total_spend.normalize();
         ctx.emit(Action {
-            action_id: action_id(NAME, RULE_VERSION, key, at),
-            trigger: NAME.to_owned(),
-            rule_version: RULE_VERSION.to_owned(),
             customer_id: Some(key.to_owned()),
             anonymous_id: c.anonymous_id.as_ref().map(|a| a.to_string()),
-            store_id: None,
             channel: self.channel.clone(),
             template: TEMPLATE.to_owned(),
-            fired_at: at,
-            emitted_at: None,
-            group: Group::Treatment,
             reason: format!(
                 "P(alive) {p:.4} fell below {}: {} repeat purchase day{} over {} days, none for {:.1} days",
                 self.threshold,
@@ -166,41 +159,36 @@ impl ChurnRisk {
                 "total_spend": spend.to_string(),
                 "currency": c.currency,
             }),
-            topic: OutputTopic::Notifications,
-            route: Str::default(),
+            ..Action::new(NAME, RULE_VERSION, key, at, OutputTopic::Notifications)
         });
     }
 
     /// Arms (or fires) the current episode of the customer of `ctx` at `ctx.now()`.
     fn schedule(&mut self, ctx: &mut Context<'_>) {
         let now = ctx.now();
-        let Some(c) = self.customers.get(ctx.key()) else {
+        let Some(mut c) = self.customers.remove(ctx.key()) else {
             return;
         };
-        let at = if c.fired { None } else { self.crossing(c, now) };
-        let old = c.due;
+        let at = if c.fired {
+            None
+        } else {
+            self.crossing(&c, now)
+        };
+        if let Some(d) = c.due.take() {
+            ctx.cancel_timer(TAG, d);
+        }
         match at {
             Some(at) if at <= now => {
-                let c = c.clone();
-                if let Some(d) = old {
-                    ctx.cancel_timer(TAG, d);
-                }
                 self.emit(&c, now, ctx);
-                let c = self.customers.get_mut(ctx.key()).expect("present");
-                c.due = None;
                 c.fired = true;
             }
             Some(at) => {
-                ctx.move_timer(TAG, old, at);
-                self.customers.get_mut(ctx.key()).expect("present").due = Some(at);
+                ctx.set_timer(TAG, at);
+                c.due = Some(at);
             }
-            None => {
-                if let Some(d) = old {
-                    ctx.cancel_timer(TAG, d);
-                    self.customers.get_mut(ctx.key()).expect("present").due = None;
-                }
-            }
+            None => {}
         }
+        self.customers.insert(ctx.key(), c);
     }
 }
 

@@ -14,9 +14,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::action::{Action, OutputTopic};
 use crate::config::ReturnAbuseConfig;
-use crate::event::{Event, EventKind, Interest, Str};
+use crate::event::{Event, EventKind, Interest};
 use crate::operator::{Context, KeyState, Operator};
 use crate::state::{KeyedState, StateImage};
 use crate::time::{Span, Timestamp};
@@ -119,17 +119,11 @@ impl Operator for ReturnAbuse {
             self.min_refunds
         );
         ctx.emit(Action {
-            action_id: action_id(NAME, RULE_VERSION, key, t),
-            trigger: NAME.to_owned(),
-            rule_version: RULE_VERSION.to_owned(),
             customer_id: Some(key.to_owned()),
             anonymous_id: event.anonymous_id.as_ref().map(|a| a.to_string()),
             store_id: event.store_id.as_ref().map(|s| s.to_string()),
             channel: CHANNEL.to_owned(),
             template: TEMPLATE.to_owned(),
-            fired_at: t,
-            emitted_at: None,
-            group: Group::Treatment,
             reason,
             payload: json!({
                 "refunds": count,
@@ -137,8 +131,7 @@ impl Operator for ReturnAbuse {
                 "window_start": window_start,
                 "transaction_id": tx.transaction_id.as_str(),
             }),
-            topic: OutputTopic::Alerts,
-            route: Str::default(),
+            ..Action::new(NAME, RULE_VERSION, key, t, OutputTopic::Alerts)
         });
     }
 

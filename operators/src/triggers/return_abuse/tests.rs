@@ -1,4 +1,5 @@
 use super::*;
+use crate::action::{Group, action_id};
 use crate::event::Topic;
 use crate::testing::{Script, at};
 

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::action::{Action, OutputTopic};
 use crate::config::{MarkdownStep, StaleStockConfig};
 use crate::event::{Event, EventKind, Interest, Str};
 use crate::local;
@@ -243,7 +243,7 @@ impl StaleStock {
             return;
         };
         let now = event.timestamp;
-        let shelf = self.stores.get_or_default(ctx.key());
+        let mut shelf = self.stores.remove(ctx.key()).unwrap_or_default();
         let mut touched = Vec::new();
         for item in &sale.items {
             let mut left = u64::from(item.quantity);
@@ -282,11 +282,7 @@ impl StaleStock {
                 *last = (*last).max(now.as_nanos());
             }
         }
-        if touched.is_empty() {
-            return;
-        }
         // A sale restarts the no-sale period of the item's slow lots.
-        let mut shelf = std::mem::take(shelf);
         for (item, lot) in touched {
             self.rearm(&mut shelf, &item, &lot, ctx);
         }
@@ -327,29 +323,21 @@ impl StaleStock {
             "valid_until": lot.expires_at,
         });
         ctx.emit(Action {
-            action_id: action_id(
-                NAME,
-                RULE_VERSION,
-                &format!("{store}/{item}/{lot_id}/{pct}"),
-                now,
-            ),
-            trigger: NAME.to_owned(),
-            rule_version: RULE_VERSION.to_owned(),
-            customer_id: None,
-            anonymous_id: None,
             store_id: Some(store.to_owned()),
             channel: CHANNEL.to_owned(),
             template: TEMPLATE.to_owned(),
-            fired_at: now,
-            emitted_at: None,
-            group: Group::Treatment,
             reason: format!(
                 "lot {lot_id} of {item}: {} on hand, {why}: {pct} % off, {price} → {new_price}",
                 lot.on_hand
             ),
             payload: body.clone(),
-            topic: OutputTopic::Markdowns,
-            route: Str::default(),
+            ..Action::new(
+                NAME,
+                RULE_VERSION,
+                &format!("{store}/{item}/{lot_id}/{pct}"),
+                now,
+                OutputTopic::Markdowns,
+            )
         });
         if pct < self.offer_min_pct {
             return;
@@ -390,28 +378,21 @@ impl StaleStock {
         for customer in buyers {
             shelf.offered.push((customer.clone(), today));
             ctx.emit(Action {
-                action_id: action_id(
-                    OFFER,
-                    RULE_VERSION,
-                    &format!("{customer}/{store}/{item}/{lot_id}"),
-                    now,
-                ),
-                trigger: OFFER.to_owned(),
-                rule_version: RULE_VERSION.to_owned(),
                 customer_id: Some(customer.to_string()),
-                anonymous_id: None,
                 store_id: Some(store.to_owned()),
                 channel: OFFER_CHANNEL.to_owned(),
                 template: OFFER_TEMPLATE.to_owned(),
-                fired_at: now,
-                emitted_at: None,
-                group: Group::Treatment,
                 reason: format!(
                     "bought {category} at {store} in the last 30 days; {item} now {pct} % off"
                 ),
                 payload: body.clone(),
-                topic: OutputTopic::Notifications,
-                route: Str::default(),
+                ..Action::new(
+                    OFFER,
+                    RULE_VERSION,
+                    &format!("{customer}/{store}/{item}/{lot_id}"),
+                    now,
+                    OutputTopic::Notifications,
+                )
             });
         }
     }

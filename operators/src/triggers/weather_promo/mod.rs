@@ -16,7 +16,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::action::{Action, Group, OutputTopic, action_id};
+use crate::action::{Action, OutputTopic};
 use crate::config::{WeatherCampaign, WeatherPromoConfig};
 use crate::event::{Event, EventKind, Interest, Str};
 use crate::local;
@@ -112,17 +112,11 @@ impl Operator for WeatherPromo {
             c.used.push((Str::from(campaign.name.as_str()), day));
             let distance_m = (distance * 100.0).round() / 100.0;
             ctx.emit(Action {
-                action_id: action_id(NAME, RULE_VERSION, &format!("{key}/{}", campaign.name), t),
-                trigger: NAME.to_owned(),
-                rule_version: RULE_VERSION.to_owned(),
                 customer_id: Some(key.to_owned()),
                 anonymous_id: event.anonymous_id.as_ref().map(|a| a.to_string()),
                 store_id: Some(store.to_string()),
                 channel: self.channel.clone(),
                 template: campaign.template.clone(),
-                fired_at: t,
-                emitted_at: None,
-                group: Group::Treatment,
                 reason: format!(
                     "{} at store {store} ({distance_m:.0} m away): {} °C, {}",
                     campaign.name, obs.temp_c, obs.condition
@@ -135,8 +129,13 @@ impl Operator for WeatherPromo {
                     "condition": obs.condition.as_str(),
                     "local_date": date.to_string(),
                 }),
-                topic: OutputTopic::Notifications,
-                route: Str::default(),
+                ..Action::new(
+                    NAME,
+                    RULE_VERSION,
+                    &format!("{key}/{}", campaign.name),
+                    t,
+                    OutputTopic::Notifications,
+                )
             });
         }
     }
