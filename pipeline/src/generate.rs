@@ -203,7 +203,7 @@ fn stores_weather_stock(feed: &mut Feed, items: &[CatalogItem], p: &Params, span
 }
 
 /// How far back purchase histories reach, days.
-const HISTORY_DAYS: u64 = 150;
+pub const HISTORY_DAYS: u64 = 150;
 
 /// Records being generated, with their arrival order.
 struct Feed {

@@ -38,11 +38,14 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     let n = generate::write(&log, cfg.transport.partitions, &records)?;
     writeln!(
         out,
-        "  generated   {} records: {customers} customers browsing, carting, buying and walking away\n              over {hours} h from {} (seed {seed}) into {}/ ({} partitions per topic)",
+        "  generated   {} records: {customers} customers browsing, carting, buying and walking away\n              over {hours} h from {} (seed {seed}) into {}/ ({} partitions per topic),\n              \
+         with stores, hourly weather, stock lots, profiles, and purchase histories reaching\n              \
+         {} days back (so churn risks and slow-mover markdowns fire before those {hours} h)",
         thousands(n),
         params.start,
         data_dir.display(),
-        cfg.transport.partitions
+        cfg.transport.partitions,
+        generate::HISTORY_DAYS
     )?;
     drop(records);
     let summary = runtime::replay(&cfg, &log, None).await?;
