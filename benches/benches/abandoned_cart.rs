@@ -5,7 +5,6 @@ use footfall_operators::config::TriggersConfig;
 use footfall_operators::decode::decode;
 use footfall_operators::event::{Event, Topic};
 use footfall_operators::identity::Identity;
-use footfall_operators::policy::Holdout;
 use footfall_operators::time::Timestamp;
 use footfall_operators::triggers;
 use footfall_operators::worker::Worker;
@@ -35,10 +34,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.bench_function("worker_on_event", |b| {
         b.iter(|| {
-            let mut worker = Worker::new(
-                triggers::build(&TriggersConfig::default()),
-                Holdout { holdout_bp: 500 },
-            );
+            let mut worker = Worker::new(triggers::build(&TriggersConfig::default()));
             let mut identity = Identity::default();
             let mut out = Vec::new();
             for (t, e) in &evs {

@@ -3,15 +3,16 @@
 use std::fmt;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::time::Timestamp;
 
 /// An output topic footfall writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum OutputTopic {
     /// Customer-facing actions.
+    #[default]
     Notifications,
     /// Price actions on a store's item.
     Markdowns,
@@ -19,15 +20,21 @@ pub enum OutputTopic {
     Alerts,
     /// Input records that could not be used.
     Deadletter,
+    /// Customer-facing actions the delivery policies stopped, with the reason.
+    Suppressions,
+    /// Purchases credited to actions (lift).
+    Conversions,
 }
 
 impl OutputTopic {
     /// Every output topic.
-    pub const ALL: [OutputTopic; 4] = [
+    pub const ALL: [OutputTopic; 6] = [
         OutputTopic::Notifications,
         OutputTopic::Markdowns,
         OutputTopic::Alerts,
         OutputTopic::Deadletter,
+        OutputTopic::Suppressions,
+        OutputTopic::Conversions,
     ];
 
     /// The topic's name.
@@ -37,6 +44,8 @@ impl OutputTopic {
             OutputTopic::Markdowns => "markdowns",
             OutputTopic::Alerts => "alerts",
             OutputTopic::Deadletter => "deadletter",
+            OutputTopic::Suppressions => "suppressions",
+            OutputTopic::Conversions => "conversions",
         }
     }
 }
@@ -48,7 +57,9 @@ impl fmt::Display for OutputTopic {
 }
 
 /// Treatment (sent) or control (held out for lift, written but never sent).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Group {
     /// Sent.
@@ -69,7 +80,7 @@ impl Group {
 }
 
 /// One action record, serialized in the field order of `docs/events.md`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Action {
     /// Deterministic: see [`action_id`].
     pub action_id: String,

@@ -246,6 +246,9 @@ impl Default for ReturnAbuseConfig {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
+    /// `false`: actions get their holdout group and are deduplicated, nothing else
+    /// (for testing triggers alone).
+    pub enabled: bool,
     /// Customers whose bucket is below this (basis points) are the control group.
     pub holdout_bp: u16,
     /// Arbitration window, seconds.
@@ -260,11 +263,19 @@ pub struct PolicyConfig {
     pub priority: BTreeMap<String, i32>,
     /// Frequency caps.
     pub frequency_caps: Vec<FrequencyCap>,
+    /// Per trigger, a control share replacing `holdout_bp` for its actions.
+    pub trigger_holdout_bp: BTreeMap<String, u16>,
+    /// Zone of customers with neither a profile zone nor a home store's (default: the
+    /// birthday trigger's `default_timezone`).
+    pub default_timezone: Option<String>,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
         PolicyConfig {
+            enabled: true,
+            trigger_holdout_bp: BTreeMap::new(),
+            default_timezone: None,
             holdout_bp: 500,
             arbitration_window_secs: 60,
             attribution_window_days: 7,

@@ -11,7 +11,7 @@
 //!
 //! ```
 //! use footfall_operators::{decode::decode, event::Topic, time::Timestamp};
-//! use footfall_operators::{config::TriggersConfig, identity::Identity, policy::Holdout};
+//! use footfall_operators::{config::TriggersConfig, identity::Identity};
 //! use footfall_operators::{triggers, worker::Worker};
 //!
 //! let now = Timestamp::parse_rfc3339("2026-11-20T12:00:00Z").unwrap();
@@ -21,7 +21,7 @@
 //! let event = decode(Topic::Clickstream, record, now).unwrap();
 //! let key = Identity::default().resolve(Topic::Clickstream, &event).key;
 //!
-//! let mut worker = Worker::new(triggers::build(&TriggersConfig::default()), Holdout { holdout_bp: 0 });
+//! let mut worker = Worker::new(triggers::build(&TriggersConfig::default()));
 //! let mut actions = Vec::new();
 //! worker.on_event(&key, &event, &mut actions);
 //! worker.advance(now, &mut actions);

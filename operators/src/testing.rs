@@ -8,7 +8,6 @@ use crate::decode::decode;
 use crate::event::Topic;
 use crate::identity::Identity;
 use crate::operator::Operator;
-use crate::policy::Holdout;
 use crate::time::{Span, Timestamp};
 use crate::worker::{DEFAULT_STATE_TTL, Worker};
 
@@ -35,7 +34,7 @@ impl Script {
     /// A script over `operators`, everyone in treatment.
     pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
         Script {
-            worker: Worker::new(operators, Holdout { holdout_bp: 0 }),
+            worker: Worker::new(operators),
             identity: Identity::default(),
             out: Vec::new(),
             seq: 0,
@@ -131,7 +130,7 @@ impl Script {
     /// restart from a checkpoint would.
     pub fn restart(&mut self, operators: Vec<Box<dyn Operator>>) {
         let snap = self.worker.snapshot();
-        let mut fresh = Worker::new(operators, Holdout { holdout_bp: 0 }).with_state_ttl(self.ttl);
+        let mut fresh = Worker::new(operators).with_state_ttl(self.ttl);
         let notes = fresh.restore(snap).expect("snapshot restores");
         assert!(notes.is_empty(), "{notes:?}");
         self.worker = fresh;

@@ -3,10 +3,9 @@
 //! The runtime feeds it, in event-time order, the events whose resolved key it owns and the
 //! pipeline clock's advances; it hands back actions. No tokio, no wall clock, no I/O.
 
-use crate::action::{Action, OutputTopic};
+use crate::action::Action;
 use crate::event::{Event, Interest, Str};
 use crate::operator::{Context, KeyState, Operator};
-use crate::policy::Holdout;
 use crate::reference::Reference;
 use crate::state::StateImage;
 use crate::time::{Span, Timestamp};
@@ -65,7 +64,6 @@ pub struct Worker {
     timers: TimerService,
     reference: Reference,
     clock: Timestamp,
-    holdout: Holdout,
     ttl: Span,
     next_sweep: Timestamp,
     evicted: Vec<u64>,
@@ -82,8 +80,8 @@ pub const REFERENCE: &str = "reference";
 pub const DEFAULT_STATE_TTL: Span = Span::from_secs(400 * 86_400);
 
 impl Worker {
-    /// A worker running `operators`, assigning groups by `holdout`.
-    pub fn new(operators: Vec<Box<dyn Operator>>, holdout: Holdout) -> Self {
+    /// A worker running `operators`.
+    pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
         Worker {
             interests: operators.iter().map(|o| o.interest()).collect(),
             evicted: vec![0; operators.len()],
@@ -91,7 +89,6 @@ impl Worker {
             timers: TimerService::default(),
             reference: Reference::default(),
             clock: Timestamp::MIN,
-            holdout,
             ttl: DEFAULT_STATE_TTL,
             next_sweep: Timestamp::MIN,
         }
@@ -105,11 +102,11 @@ impl Worker {
     }
 
     /// The event types any of its operators consumes, plus `identify` and `erase` (the
-    /// runtime's identity resolution needs them).
+    /// runtime's identity resolution needs them) and what the delivery policies learn
+    /// from (`profile`, `purchase`, `store`).
     pub fn interest(&self) -> Interest {
-        self.interests
-            .iter()
-            .fold(Interest::types(&["identify", "erase"]), |i, o| i.union(*o))
+        let runtime = Interest::types(&["identify", "erase", "profile", "purchase", "store"]);
+        self.interests.iter().fold(runtime, |i, o| i.union(*o))
     }
 
     /// The pipeline clock as this worker last saw it.
@@ -133,7 +130,6 @@ impl Worker {
     }
 
     fn route(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
-        let start = out.len();
         for (i, op) in self.operators.iter_mut().enumerate() {
             if !self.interests[i].wants(&event.kind) {
                 continue;
@@ -148,7 +144,6 @@ impl Worker {
             );
             op.on_event(event, &mut ctx);
         }
-        self.assign_groups(&mut out[start..]);
     }
 
     /// Advances the clock to `clock`, firing every timer due at or before it.
@@ -222,7 +217,6 @@ impl Worker {
         out: &mut Vec<Action>,
         max: usize,
     ) -> bool {
-        let start = out.len();
         let mut done = true;
         while let Some(t) = self.timers.pop_due(upto, strict) {
             let op = &mut self.operators[usize::from(t.op)];
@@ -243,18 +237,7 @@ impl Worker {
                 break;
             }
         }
-        self.assign_groups(&mut out[start..]);
         done
-    }
-
-    fn assign_groups(&self, actions: &mut [Action]) {
-        for a in actions {
-            if a.topic == OutputTopic::Notifications
-                && let Some(c) = &a.customer_id
-            {
-                a.group = self.holdout.group(c);
-            }
-        }
     }
 
     /// Removes all state of `key`, for a merge into another key. Expired state is

@@ -36,6 +36,24 @@ pub struct Metrics {
     pub erasures: IntCounter,
     /// `footfall_erased_events_total`: events dropped because their customer was erased.
     pub erased_dropped: IntCounter,
+    /// `footfall_actions_suppressed_total{trigger,reason}`: actions the delivery policies
+    /// stopped.
+    pub suppressed: IntCounterVec,
+    /// `footfall_actions_erased_total`: actions of erased customers, dropped unrecorded.
+    pub actions_erased: IntCounter,
+    /// `footfall_actions_deduplicated_total`: actions whose id was already written.
+    pub actions_deduplicated: IntCounter,
+    /// `footfall_actions_held`: actions held for arbitration or quiet hours.
+    pub actions_held: IntGauge,
+    /// `footfall_conversions_total{trigger,group}`: purchases credited to an action.
+    pub conversions: IntCounterVec,
+    /// `footfall_conversion_value_total{trigger,group}`: their value (all currencies).
+    pub conversion_value: prometheus::CounterVec,
+    /// `footfall_identity_conflicts_total{id_type}`: links refused because the customer
+    /// already has another id of that hard type.
+    pub identity_conflicts: IntCounterVec,
+    /// `footfall_identity_junk_total{id_type}`: placeholder ids never linked.
+    pub identity_junk: IntCounterVec,
     /// `footfall_clock_timestamp_seconds`: the pipeline clock.
     pub clock: Gauge,
     /// `footfall_watermark_lag_seconds`: wall clock minus pipeline clock.
@@ -92,6 +110,49 @@ fn build() -> Metrics {
         "Actions written.",
         &["trigger", "group"],
     );
+    let suppressed = counter(
+        "footfall_actions_suppressed_total",
+        "Customer-facing actions the delivery policies stopped, by reason.",
+        &["trigger", "reason"],
+    );
+    let conversions = counter(
+        "footfall_conversions_total",
+        "Purchases within the attribution window after a customer's latest action of a trigger.",
+        &["trigger", "group"],
+    );
+    let identity_conflicts = counter(
+        "footfall_identity_conflicts_total",
+        "Identity links refused: the customer already has another id of that hard type.",
+        &["id_type"],
+    );
+    let identity_junk = counter(
+        "footfall_identity_junk_total",
+        "Placeholder ids (\"\", 0, -1, null, undefined, anonymous, all zeros) never linked.",
+        &["id_type"],
+    );
+    let conversion_value = prometheus::CounterVec::new(
+        Opts::new(
+            "footfall_conversion_value_total",
+            "Value of the purchases counted in footfall_conversions_total (all currencies).",
+        ),
+        &["trigger", "group"],
+    )
+    .expect("metric definition");
+    let actions_erased = IntCounter::new(
+        "footfall_actions_erased_total",
+        "Actions of erased customers, dropped without a record.",
+    )
+    .expect("metric definition");
+    let actions_deduplicated = IntCounter::new(
+        "footfall_actions_deduplicated_total",
+        "Actions whose action_id was already written.",
+    )
+    .expect("metric definition");
+    let actions_held = IntGauge::new(
+        "footfall_actions_held",
+        "Actions held for an arbitration window or quiet hours.",
+    )
+    .expect("metric definition");
     let state_evicted = counter(
         "footfall_state_evicted_total",
         "Keys whose state was dropped after the state TTL without activity.",
@@ -186,6 +247,10 @@ fn build() -> Metrics {
         Box::new(state_bytes.clone()),
         Box::new(erasures.clone()),
         Box::new(erased_dropped.clone()),
+        Box::new(conversion_value.clone()),
+        Box::new(actions_erased.clone()),
+        Box::new(actions_deduplicated.clone()),
+        Box::new(actions_held.clone()),
         Box::new(clock.clone()),
         Box::new(watermark_lag.clone()),
         Box::new(latency.clone()),
@@ -211,6 +276,14 @@ fn build() -> Metrics {
         state_evicted,
         erasures,
         erased_dropped,
+        suppressed,
+        actions_erased,
+        actions_deduplicated,
+        actions_held,
+        conversions,
+        conversion_value,
+        identity_conflicts,
+        identity_junk,
         clock,
         watermark_lag,
         latency,

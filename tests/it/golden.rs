@@ -25,17 +25,21 @@ fn abandoned_carts_and_dead_letters_match_expected() {
             Some(&input),
         );
     }
-    let summary = footfall_ok(
+    // This golden checks the trigger alone: policies only assign the holdout group.
+    let config = dir.join("footfall.toml");
+    std::fs::write(&config, "[policy]\nenabled = false\n").unwrap();
+    footfall_ok(
         &[
             "replay",
             "--data-dir",
             path(dir),
+            "--config",
+            path(&config),
             "--until",
             "2026-11-20T12:00:00Z",
         ],
         None,
     );
-    let _ = summary;
 
     let notifications = consume(dir, "notifications");
     assert!(notifications.iter().all(|a| a["emitted_at"].is_string()));
@@ -111,6 +115,14 @@ fn identify_across_workers_moves_the_cart() {
         &["produce", "--data-dir", path(dir), "--topic", "clickstream"],
         Some(clicks.as_bytes()),
     );
+    // Consented, so the merged cart's reminder passes the delivery policies.
+    let profile = format!(
+        r#"{{"message_id":"p1","type":"profile","timestamp":"2026-11-20T09:00:00Z","user_id":"{user}","consent":{{"push":true}}}}"#
+    );
+    footfall_ok(
+        &["produce", "--data-dir", path(dir), "--topic", "customers"],
+        Some(profile.as_bytes()),
+    );
     footfall_ok(
         &[
             "replay",
@@ -157,7 +169,7 @@ fn every_trigger_of_the_catalogue_matches_expected() {
         );
     }
     let config = dir.join("footfall.toml");
-    std::fs::write(&config, "[policy]\nholdout_bp = 0\n").unwrap();
+    std::fs::write(&config, "[policy]\nholdout_bp = 0\nenabled = false\n").unwrap();
     footfall_ok(
         &[
             "replay",

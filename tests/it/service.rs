@@ -48,7 +48,7 @@ fn live_service_fires_on_wall_time_serves_metrics_and_stops_cleanly() {
     std::fs::write(
         &cfg,
         format!(
-            "[transport]\ndata_dir = \"{}\"\n[server]\nlisten = \"{addr}\"\n[clock]\nallowed_lateness_secs = 0\nidle_timeout_secs = 1\n[triggers.abandoned_cart]\ndelay_secs = 2\n[policy]\nholdout_bp = 0\n",
+            "[transport]\ndata_dir = \"{}\"\n[server]\nlisten = \"{addr}\"\n[clock]\nallowed_lateness_secs = 0\nidle_timeout_secs = 1\n[triggers.abandoned_cart]\ndelay_secs = 2\n[policy]\nholdout_bp = 0\nenabled = false\n",
             path(&dir.path().join("data"))
         ),
     )

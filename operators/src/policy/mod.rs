@@ -1,8 +1,763 @@
-//! Delivery policies between triggers and the output topics.
+//! Delivery policies: every customer-facing action passes these steps, in the spec's
+//! order, between its trigger and the `notifications` topic:
 //!
-//! Today: the holdout group. The full chain of `docs/triggers.md` (consent,
-//! arbitration, frequency caps, quiet hours, dedupe) builds on this module.
+//! 1. [`erased`]: an erased customer gets nothing, and no record names them;
+//! 2. [`consent`]: the channel's consent must be `true` (re-checked at release);
+//! 3. [`holdout`]: the control group is written with `group: "control"`, never sent;
+//! 4. [`arbitration`]: one action per customer per epoch-aligned window, by priority;
+//! 5. [`frequency_cap`]: per channel and local day / ISO week;
+//! 6. [`quiet_hours`]: held until the customer's local quiet hours end;
+//! 7. [`dedupe`]: an `action_id` is written once.
+//!
+//! Every suppression carries a [`Reason`] and a sentence saying why. Purchases credit the
+//! latest action of each trigger ([`lift`]).
+//!
+//! A [`Policy`] owns the customers of one output partition. Actions reach it from every
+//! partition worker (a store's worker makes offers for customers anywhere), facts
+//! (profiles, purchases, stores, erasures) from the customer's own worker. It applies
+//! them in event-time order: each input carries its time, and [`Policy::advance`] says
+//! that no input before an instant is still to come. So the outcome does not depend on
+//! how the workers' messages interleave.
 
-mod holdout;
+pub mod arbitration;
+pub mod consent;
+pub mod dedupe;
+pub mod erased;
+pub mod frequency_cap;
+pub mod holdout;
+pub mod lift;
+pub mod quiet_hours;
+
+use std::collections::BTreeMap;
+
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, Group};
+use crate::config::{FrequencyCap, PolicyConfig, parse_hhmm};
+use crate::event::{Event, EventKind, Str};
+use crate::local;
+use crate::state::StateImage;
+use crate::time::{Span, Timestamp};
 
 pub use holdout::{Holdout, holdout_bucket};
+pub use lift::Conversion;
+
+use consent::Consent;
+use dedupe::Seen;
+use erased::Erased;
+use frequency_cap::Counts;
+use lift::Latest;
+use quiet_hours::QuietHours;
+
+/// Why an action was not sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The channel's consent is not `true`.
+    NoConsent,
+    /// Another action of the customer won the arbitration window.
+    Arbitration,
+    /// A frequency cap of the channel was reached.
+    FrequencyCap,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 3] = [Reason::NoConsent, Reason::Arbitration, Reason::FrequencyCap];
+
+    /// The reason code.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Reason::NoConsent => "no_consent",
+            Reason::Arbitration => "arbitration",
+            Reason::FrequencyCap => "frequency_cap",
+        }
+    }
+}
+
+/// An action the policies stopped: a record on the `suppressions` topic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Suppression {
+    /// The action as it would have been written.
+    pub action: Action,
+    /// The reason code.
+    pub reason: Reason,
+    /// Why, in words.
+    pub detail: String,
+    /// Event time at which it was stopped.
+    pub at: Timestamp,
+}
+
+impl Serialize for Suppression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Record<'a> {
+            action_id: &'a str,
+            trigger: &'a str,
+            rule_version: &'a str,
+            customer_id: &'a Option<String>,
+            anonymous_id: &'a Option<String>,
+            store_id: &'a Option<String>,
+            channel: &'a str,
+            template: &'a str,
+            fired_at: Timestamp,
+            emitted_at: Option<Timestamp>,
+            group: Group,
+            reason: &'static str,
+            detail: &'a str,
+            suppressed_at: Timestamp,
+            action_reason: &'a str,
+            payload: &'a serde_json::Value,
+        }
+        let a = &self.action;
+        Record {
+            action_id: &a.action_id,
+            trigger: &a.trigger,
+            rule_version: &a.rule_version,
+            customer_id: &a.customer_id,
+            anonymous_id: &a.anonymous_id,
+            store_id: &a.store_id,
+            channel: &a.channel,
+            template: &a.template,
+            fired_at: a.fired_at,
+            emitted_at: a.emitted_at,
+            group: a.group,
+            reason: self.reason.as_str(),
+            detail: &self.detail,
+            suppressed_at: self.at,
+            action_reason: &a.reason,
+            payload: &a.payload,
+        }
+        .serialize(s)
+    }
+}
+
+/// What the policies learn from a customer's own events.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Fact {
+    /// A `profile`: consent changes, time zone, home store (`None`: unchanged).
+    Profile {
+        /// The customer key.
+        key: Str,
+        /// Channels whose consent the profile states.
+        consent: Vec<(String, bool)>,
+        /// IANA zone.
+        timezone: Option<Str>,
+        /// Home store.
+        home_store: Option<Str>,
+    },
+    /// A `store`: its time zone.
+    Store {
+        /// The store.
+        store_id: Str,
+        /// IANA zone.
+        timezone: Option<Str>,
+    },
+    /// A `purchase`, for attribution.
+    Purchase {
+        /// The customer key.
+        key: Str,
+        /// The order.
+        transaction_id: Str,
+        /// Total paid.
+        value: Decimal,
+        /// ISO 4217 code.
+        currency: Option<Str>,
+    },
+    /// An `erase`.
+    Erase {
+        /// The customer key (or one of their anonymous keys).
+        key: Str,
+    },
+}
+
+impl Fact {
+    /// The fact `event`, resolved to `key`, carries for the policies, if any.
+    pub fn of(key: &str, event: &Event) -> Option<Fact> {
+        match &event.kind {
+            EventKind::Profile(p) => Some(Fact::Profile {
+                key: Str::from(key),
+                consent: p
+                    .consent
+                    .as_ref()
+                    .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default(),
+                timezone: p.timezone.clone(),
+                home_store: p.home_store_id.clone(),
+            }),
+            EventKind::Store(s) => Some(Fact::Store {
+                store_id: event.store_id.clone().unwrap_or_default(),
+                timezone: s.timezone.clone(),
+            }),
+            EventKind::Purchase(tx) => Some(Fact::Purchase {
+                key: Str::from(key),
+                transaction_id: tx.transaction_id.clone(),
+                value: tx.value.unwrap_or_default(),
+                currency: tx.currency.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// One input of a [`Policy`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A fact, at its event's time.
+    Fact(Timestamp, Fact),
+    /// A customer-facing action, at its `fired_at`.
+    Action(Box<Action>),
+}
+
+/// What the policies decided since the last call.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Actions to write to `notifications` (treatment and control).
+    pub written: Vec<Action>,
+    /// Actions stopped, to write to `suppressions`.
+    pub suppressed: Vec<Suppression>,
+    /// Purchases credited to actions, to write to `conversions`.
+    pub conversions: Vec<Conversion>,
+    /// Actions of erased customers, dropped without a record.
+    pub erased: u64,
+    /// Actions whose `action_id` was already written.
+    pub duplicates: u64,
+}
+
+impl Output {
+    /// Whether there is nothing to write or count.
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty()
+            && self.suppressed.is_empty()
+            && self.conversions.is_empty()
+            && self.erased == 0
+            && self.duplicates == 0
+    }
+}
+
+/// The policies' settings, checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `false`: actions only get their holdout group and are deduplicated.
+    pub enabled: bool,
+    /// Step 3.
+    pub holdout: Holdout,
+    /// Step 4's window.
+    pub window: Span,
+    /// Priority per trigger.
+    pub priority: BTreeMap<String, i32>,
+    /// Step 5.
+    pub caps: Vec<FrequencyCap>,
+    /// Step 6.
+    pub quiet: QuietHours,
+    /// Lift's attribution window.
+    pub attribution: Span,
+    /// The zone of a customer with neither a profile zone nor a home store's.
+    pub default_zone: Tz,
+}
+
+impl Settings {
+    /// From `[policy]`; `default_timezone` is used when `[policy]` names none.
+    pub fn from_config(p: &PolicyConfig, default_timezone: &str) -> Result<Settings, String> {
+        let zone_name = p.default_timezone.as_deref().unwrap_or(default_timezone);
+        let default_zone = local::zone(zone_name)
+            .ok_or_else(|| format!("policy.default_timezone: unknown time zone {zone_name:?}"))?;
+        let start = parse_hhmm(&p.quiet_hours_start)
+            .map_err(|e| format!("policy.quiet_hours_start: {e}"))?;
+        let end =
+            parse_hhmm(&p.quiet_hours_end).map_err(|e| format!("policy.quiet_hours_end: {e}"))?;
+        if p.holdout_bp > 10_000 {
+            return Err(format!(
+                "policy.holdout_bp: {} is above 10000",
+                p.holdout_bp
+            ));
+        }
+        if let Some((t, bp)) = p.trigger_holdout_bp.iter().find(|(_, bp)| **bp > 10_000) {
+            return Err(format!(
+                "policy.trigger_holdout_bp.{t}: {bp} is above 10000"
+            ));
+        }
+        if p.arbitration_window_secs == 0 {
+            return Err("policy.arbitration_window_secs: must be at least 1".into());
+        }
+        Ok(Settings {
+            enabled: p.enabled,
+            holdout: Holdout {
+                holdout_bp: p.holdout_bp,
+                per_trigger: p.trigger_holdout_bp.clone(),
+            },
+            window: Span::from_secs(p.arbitration_window_secs as i64),
+            priority: p.priority.clone(),
+            caps: p.frequency_caps.clone(),
+            quiet: QuietHours::new(start, end),
+            attribution: Span::from_secs(i64::from(p.attribution_window_days) * 86_400),
+            default_zone,
+        })
+    }
+}
+
+/// What the policies keep per customer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Customer {
+    consent: Consent,
+    timezone: Option<Str>,
+    home_store: Option<Str>,
+    caps: Counts,
+    latest: Latest,
+}
+
+/// An agenda entry, applied at its instant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Entry {
+    Fact(Fact),
+    Action(Box<Action>),
+    /// Decide a customer's arbitration window.
+    Close {
+        customer: Str,
+        window: i64,
+    },
+    /// Write an action held for quiet hours.
+    Release(Box<Action>),
+}
+
+/// Order of the agenda: (instant, rank, source worker, sequence). At one instant,
+/// windows ending there are decided first, then facts apply, then actions due then
+/// arrive, then held actions are released (after the facts that may withdraw consent).
+type Order = (Timestamp, u8, u32, u64);
+const CLOSE: u8 = 0;
+const FACT: u8 = 1;
+const ACTION: u8 = 2;
+const RELEASE: u8 = 3;
+
+/// The delivery policies of one output partition's customers.
+pub struct Policy {
+    settings: Settings,
+    customers: FxHashMap<Str, Customer>,
+    stores: FxHashMap<Str, Str>,
+    erased: Erased,
+    agenda: BTreeMap<Order, Entry>,
+    windows: FxHashMap<(Str, i64), Vec<Action>>,
+    seen: Seen,
+    /// Inputs before it have been applied; windows ending at or before it are decided.
+    frontier: Timestamp,
+    next: u64,
+}
+
+impl Policy {
+    /// Policies with `settings`.
+    pub fn new(settings: Settings) -> Self {
+        Policy {
+            settings,
+            customers: FxHashMap::default(),
+            stores: FxHashMap::default(),
+            erased: Erased::default(),
+            agenda: BTreeMap::new(),
+            windows: FxHashMap::default(),
+            seen: Seen::default(),
+            frontier: Timestamp::MIN,
+            next: 0,
+        }
+    }
+
+    /// Takes in `input`, the `seq`-th from worker `from`. Input older than what was
+    /// already applied (a late event's) applies at once; the rest waits for
+    /// [`advance`](Self::advance).
+    pub fn push(&mut self, from: u32, seq: u64, input: Input, out: &mut Output) {
+        if let Input::Fact(_, Fact::Erase { key }) = &input {
+            // Nothing about an erased customer may wait for its turn (or sit in a
+            // checkpoint meanwhile): they get nothing, ever, whatever was due before.
+            return self.erase(key, out);
+        }
+        let (at, rank, entry) = match input {
+            Input::Fact(at, f) => (at, FACT, Entry::Fact(f)),
+            Input::Action(a) => (a.fired_at, ACTION, Entry::Action(a)),
+        };
+        if at < self.frontier {
+            self.apply(at, entry, out);
+        } else {
+            self.agenda.insert((at, rank, from, seq), entry);
+        }
+    }
+
+    /// Every worker has sent all its input before `to`: applies it, decides the windows
+    /// that end by `to` and releases held actions due before it.
+    pub fn advance(&mut self, to: Timestamp, out: &mut Output) {
+        self.run(to, false, out);
+    }
+
+    /// No more input will come and the clock stands at `to`: applies everything due at
+    /// or before it.
+    pub fn finish(&mut self, to: Timestamp, out: &mut Output) {
+        self.run(to, true, out);
+    }
+
+    fn run(&mut self, to: Timestamp, inclusive: bool, out: &mut Output) {
+        while let Some(first) = self.agenda.first_entry() {
+            let (at, rank, ..) = *first.key();
+            let due = if rank == CLOSE || inclusive {
+                at <= to
+            } else {
+                at < to
+            };
+            if !due {
+                break;
+            }
+            let entry = first.remove();
+            self.apply(at, entry, out);
+        }
+        self.frontier = self.frontier.max(to);
+    }
+
+    fn schedule(&mut self, at: Timestamp, rank: u8, entry: Entry, out: &mut Output) {
+        if at < self.frontier || (rank == CLOSE && at <= self.frontier) {
+            self.apply(at, entry, out);
+            return;
+        }
+        self.next += 1;
+        self.agenda.insert((at, rank, u32::MAX, self.next), entry);
+    }
+
+    fn apply(&mut self, at: Timestamp, entry: Entry, out: &mut Output) {
+        match entry {
+            Entry::Fact(f) => self.learn(at, f, out),
+            Entry::Action(a) => self.offer(*a, out),
+            Entry::Close { customer, window } => self.close(at, &customer, window, out),
+            Entry::Release(a) => self.release(at, *a, out),
+        }
+    }
+
+    fn learn(&mut self, at: Timestamp, fact: Fact, out: &mut Output) {
+        match fact {
+            Fact::Profile {
+                key,
+                consent,
+                timezone,
+                home_store,
+            } => {
+                if self.erased.contains(&key) {
+                    return;
+                }
+                let c = self.customers.entry(key).or_default();
+                consent::update(&mut c.consent, &consent);
+                if timezone.is_some() {
+                    c.timezone = timezone;
+                }
+                if home_store.is_some() {
+                    c.home_store = home_store;
+                }
+            }
+            Fact::Store { store_id, timezone } => {
+                if let Some(tz) = timezone {
+                    self.stores.insert(store_id, tz);
+                }
+            }
+            Fact::Purchase {
+                key,
+                transaction_id,
+                value,
+                currency,
+            } => {
+                if let Some(c) = self.customers.get_mut(&key) {
+                    let purchase = lift::Purchase {
+                        customer: &key,
+                        transaction_id: &transaction_id,
+                        at,
+                        value,
+                        currency: currency.as_deref(),
+                    };
+                    c.latest
+                        .attribute(&purchase, self.settings.attribution, &mut out.conversions);
+                }
+            }
+            Fact::Erase { key } => self.erase(&key, out),
+        }
+    }
+
+    /// Forgets `key` and drops everything of theirs, waiting or held, unrecorded.
+    fn erase(&mut self, key: &str, out: &mut Output) {
+        self.erased.insert(key);
+        self.customers.remove(key);
+        self.windows.retain(|(k, _), held| {
+            if *k != key {
+                return true;
+            }
+            out.erased += held.len() as u64;
+            false
+        });
+        self.agenda.retain(|_, e| {
+            let names = match e {
+                Entry::Action(a) | Entry::Release(a) => a.customer_id.as_deref() == Some(key),
+                Entry::Close { customer, .. } => customer == key,
+                Entry::Fact(Fact::Profile { key: k, .. } | Fact::Purchase { key: k, .. }) => {
+                    k == key
+                }
+                Entry::Fact(_) => false,
+            };
+            if names && matches!(e, Entry::Action(_) | Entry::Release(_)) {
+                out.erased += 1;
+            }
+            !names
+        });
+    }
+
+    fn customer_key(a: &Action) -> Str {
+        Str::from(a.customer_id.as_deref().unwrap_or(""))
+    }
+
+    fn suppress(
+        &mut self,
+        action: Action,
+        reason: Reason,
+        detail: String,
+        at: Timestamp,
+        out: &mut Output,
+    ) {
+        out.suppressed.push(Suppression {
+            action,
+            reason,
+            detail,
+            at,
+        });
+    }
+
+    /// Steps 1–4 for an action that has just become due.
+    fn offer(&mut self, mut a: Action, out: &mut Output) {
+        let key = Self::customer_key(&a);
+        if self.erased.contains(&key) {
+            out.erased += 1;
+            return;
+        }
+        if self.seen.contains(&a.action_id) {
+            out.duplicates += 1;
+            return;
+        }
+        a.group = self.settings.holdout.group(&a.trigger, &key);
+        if !self.settings.enabled {
+            return self.write(a, out);
+        }
+        let at = a.fired_at;
+        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), &a.channel) {
+            return self.suppress(a, Reason::NoConsent, why, at, out);
+        }
+        if a.group == Group::Control {
+            return self.write(a, out);
+        }
+        let w = arbitration::window(at, self.settings.window);
+        let end = arbitration::end(w, self.settings.window);
+        if end <= self.frontier {
+            // Late: its window was decided without it; it is decided alone.
+            return self.admit(a, at, out);
+        }
+        let held = self.windows.entry((key.clone(), w)).or_default();
+        held.push(a);
+        if held.len() == 1 {
+            self.schedule(
+                end,
+                CLOSE,
+                Entry::Close {
+                    customer: key,
+                    window: w,
+                },
+                out,
+            );
+        }
+    }
+
+    /// Step 4: the window `w` of `customer` ended at `at`.
+    fn close(&mut self, at: Timestamp, customer: &Str, w: i64, out: &mut Output) {
+        let Some(actions) = self.windows.remove(&(customer.clone(), w)) else {
+            return;
+        };
+        let Some((winner, losers)) = arbitration::decide(actions, &self.settings.priority) else {
+            return;
+        };
+        let p = arbitration::priority(&self.settings.priority, &winner.trigger);
+        let start = arbitration::end(w - 1, self.settings.window);
+        for loser in losers {
+            let why = format!(
+                "{} (priority {p}, action {}) won the arbitration window {}–{} over {} (priority {})",
+                winner.trigger,
+                winner.action_id,
+                start,
+                at,
+                loser.trigger,
+                arbitration::priority(&self.settings.priority, &loser.trigger),
+            );
+            self.suppress(loser, Reason::Arbitration, why, at, out);
+        }
+        self.admit(winner, at, out);
+    }
+
+    /// Steps 5 and 6 for an arbitration winner decided at `at`.
+    fn admit(&mut self, a: Action, at: Timestamp, out: &mut Output) {
+        let key = Self::customer_key(&a);
+        let tz = self.zone(&key);
+        let c = self.customers.entry(key).or_default();
+        if let Err(why) = c
+            .caps
+            .admit(&self.settings.caps, &a.channel, tz, a.fired_at)
+        {
+            return self.suppress(a, Reason::FrequencyCap, why, at, out);
+        }
+        match self.settings.quiet.release(tz, a.fired_at) {
+            Some(release) if release > at => {
+                self.schedule(release, RELEASE, Entry::Release(Box::new(a)), out)
+            }
+            _ => self.write(a, out),
+        }
+    }
+
+    /// Step 6's end: a held action is due; erasure and consent are checked again.
+    fn release(&mut self, at: Timestamp, a: Action, out: &mut Output) {
+        let key = Self::customer_key(&a);
+        if self.erased.contains(&key) {
+            out.erased += 1;
+            return;
+        }
+        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), &a.channel) {
+            let why = format!("{why} when quiet hours ended (held since {})", a.fired_at);
+            return self.suppress(a, Reason::NoConsent, why, at, out);
+        }
+        self.write(a, out);
+    }
+
+    /// Step 7, then out.
+    fn write(&mut self, a: Action, out: &mut Output) {
+        if !self.seen.insert(&a.action_id, a.fired_at) {
+            out.duplicates += 1;
+            return;
+        }
+        if let Some(c) = a.customer_id.as_deref() {
+            self.customers
+                .entry(Str::from(c))
+                .or_default()
+                .latest
+                .record(&a);
+        }
+        out.written.push(a);
+    }
+
+    /// The customer's zone: their profile's, else their home store's, else the default.
+    pub fn zone(&self, key: &str) -> Tz {
+        let c = self.customers.get(key);
+        c.and_then(|c| c.timezone.as_deref())
+            .and_then(local::zone)
+            .or_else(|| {
+                c.and_then(|c| c.home_store.as_ref())
+                    .and_then(|s| self.stores.get(s))
+                    .and_then(|tz| local::zone(tz))
+            })
+            .unwrap_or(self.settings.default_zone)
+    }
+
+    /// Actions held for arbitration or quiet hours.
+    pub fn held(&self) -> usize {
+        self.windows.values().map(Vec::len).sum::<usize>()
+            + self
+                .agenda
+                .values()
+                .filter(|e| matches!(e, Entry::Release(_)))
+                .count()
+    }
+
+    /// Customers with policy state.
+    pub fn customers(&self) -> usize {
+        self.customers.len()
+    }
+
+    /// Everything the policies hold, for a checkpoint.
+    pub fn snapshot(&self) -> Box<dyn StateImage> {
+        let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
+        rows.push(("m".into(), json(&(self.frontier.as_nanos(), self.next))));
+        for (k, c) in &self.customers {
+            rows.push((format!("c:{k}"), json(c)));
+        }
+        for (s, tz) in &self.stores {
+            rows.push((format!("s:{s}"), tz.as_bytes().to_vec()));
+        }
+        for h in self.erased.hashes() {
+            rows.push((format!("e:{h:032x}"), Vec::new()));
+        }
+        for (i, (order, entry)) in self.agenda.iter().enumerate() {
+            let o = (order.0.as_nanos(), order.1, order.2, order.3);
+            rows.push((format!("a:{i}"), json(&(o, entry))));
+        }
+        for (i, ((k, w), actions)) in self.windows.iter().enumerate() {
+            rows.push((format!("w:{i}"), json(&(k, w, actions))));
+        }
+        for (day, ids) in self.seen.days() {
+            rows.push((format!("d:{day}"), json(&ids)));
+        }
+        Box::new(Rows(rows))
+    }
+
+    /// Restores one row written by [`snapshot`](Self::snapshot).
+    pub fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String> {
+        let bad = |e: serde_json::Error| format!("policy row {key:?}: {e}");
+        let (kind, rest) = key.split_once(':').unwrap_or((key, ""));
+        match kind {
+            "m" => {
+                let (frontier, next): (i64, u64) = serde_json::from_slice(bytes).map_err(bad)?;
+                self.frontier = Timestamp::from_nanos(frontier);
+                self.next = next;
+            }
+            "c" => {
+                self.customers
+                    .insert(Str::from(rest), serde_json::from_slice(bytes).map_err(bad)?);
+            }
+            "s" => {
+                let tz = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+                self.stores.insert(Str::from(rest), Str::from(tz));
+            }
+            "e" => {
+                let h = u128::from_str_radix(rest, 16).map_err(|e| e.to_string())?;
+                self.erased.restore(h);
+            }
+            "a" => {
+                let ((t, rank, from, seq), entry): ((i64, u8, u32, u64), Entry) =
+                    serde_json::from_slice(bytes).map_err(bad)?;
+                self.agenda
+                    .insert((Timestamp::from_nanos(t), rank, from, seq), entry);
+            }
+            "w" => {
+                let (k, w, actions): (Str, i64, Vec<Action>) =
+                    serde_json::from_slice(bytes).map_err(bad)?;
+                self.windows.insert((k, w), actions);
+            }
+            "d" => {
+                let day: i64 = rest.parse().map_err(|_| format!("policy row {key:?}"))?;
+                self.seen
+                    .restore(day, serde_json::from_slice(bytes).map_err(bad)?);
+            }
+            _ => return Err(format!("unknown policy row {key:?}")),
+        }
+        Ok(())
+    }
+}
+
+/// Serializing plain data to JSON cannot fail.
+fn json<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+/// A policy snapshot: rows encoded when taken (policy state is per customer with
+/// consent or actions, far smaller than the triggers').
+struct Rows(Vec<(String, Vec<u8>)>);
+
+impl StateImage for Rows {
+    fn encode(&self, out: &mut dyn FnMut(&str, &[u8])) {
+        for (k, v) in &self.0 {
+            out(k, v);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -19,6 +19,9 @@ use crate::checkpoint::{CheckpointData, SourceState, Store};
 use crate::log::{Batch, Log, LogError};
 use crate::metrics;
 
+/// The name under which a worker's snapshot carries its policy task's state.
+pub const POLICY: &str = "policy";
+
 /// Marks a checkpoint as being taken in the run's stats while it lives.
 struct Checkpointing(Arc<Stats>);
 
@@ -89,11 +92,14 @@ impl Checkpointer {
         self.inflight = Some(tokio::spawn(async move {
             let _during = during;
             let mut workers = Vec::with_capacity(replies.len());
-            for r in replies {
-                match r.await {
-                    Ok(w) => workers.push(w),
+            for (r, policy) in replies {
+                match (r.await, policy.await) {
+                    (Ok(mut w), Ok(p)) => {
+                        w.operators.push((POLICY.to_owned(), p));
+                        workers.push(w);
+                    }
                     // A worker stopped: the run is failing; this checkpoint is moot.
-                    Err(_) => return,
+                    _ => return,
                 }
             }
             let clock = sequencer.clock;

@@ -12,6 +12,7 @@
 pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;
+pub mod policy;
 pub mod sequencer;
 pub mod shard;
 pub mod sink;
@@ -22,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use footfall_operators::event::Topic;
-use footfall_operators::policy::Holdout;
+use footfall_operators::policy::{Policy, Settings};
 use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::triggers;
 use footfall_operators::worker::Worker;
@@ -171,8 +172,9 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     )?);
     let stats = Arc::new(Stats::default());
 
-    let interest =
-        Worker::new(triggers::build(&cfg.triggers), Holdout { holdout_bp: 0 }).interest();
+    let interest = Worker::new(triggers::build(&cfg.triggers)).interest();
+    let settings = Settings::from_config(&cfg.policy, &cfg.triggers.birthday.default_timezone)
+        .map_err(|e| RuntimeError::Task(format!("config: {e}")))?;
     let mut sources = Vec::new();
     let mut inputs = Vec::new();
     let mut held = Vec::new();
@@ -214,12 +216,42 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
 
     let mut worker_txs = Vec::new();
     let mut worker_tasks = Vec::new();
-    let holdout = Holdout {
-        holdout_bp: cfg.policy.holdout_bp,
-    };
+    let mut policy_txs = Vec::new();
+    let mut policy_tasks = Vec::new();
+    for i in 0..n as usize {
+        let (tx, rx) = mpsc::channel(cap.max(n as usize * 2));
+        let mut policy = Policy::new(settings.clone());
+        if let Some(d) = &mut data
+            && let Some(at) = d.workers[i]
+                .operators
+                .iter()
+                .position(|(name, _)| name == checkpointer::POLICY)
+        {
+            let (_, image) = d.workers[i].operators.remove(at);
+            let mut failed = None;
+            image.encode(&mut |key, bytes| {
+                if failed.is_none()
+                    && let Err(e) = policy.restore(key, bytes)
+                {
+                    failed = Some(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(RuntimeError::Checkpoint(format!("policy {i}: {e}")));
+            }
+        }
+        policy_tasks.push(tokio::spawn(policy::run(
+            policy,
+            rx,
+            n as usize,
+            sinks.clone(),
+            stats.clone(),
+        )));
+        policy_txs.push(tx);
+    }
     for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
-        let mut worker = Worker::new(triggers::build(&cfg.triggers), holdout).with_state_ttl(
+        let mut worker = Worker::new(triggers::build(&cfg.triggers)).with_state_ttl(
             Span::from_secs(cfg.clock.state_ttl_days.saturating_mul(86_400) as i64),
         );
         if let Some(d) = &mut data {
@@ -231,14 +263,21 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 info!(worker = i, note, "checkpoint restore");
             }
         }
+        let policies = shard::Policies {
+            me: i as u32,
+            tasks: policy_txs.clone(),
+        };
         worker_tasks.push(tokio::spawn(shard::run(
             worker,
             rx,
             sinks.clone(),
             stats.clone(),
+            policies,
         )));
         worker_txs.push(tx);
     }
+    // The workers hold the only senders: a policy task ends when every worker has.
+    drop(policy_txs);
 
     let clock = Clock::new(
         opts.mode,
@@ -399,6 +438,13 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 }
                 workers.push(w);
             }
+            Ok(Err(e)) => first_error = first_error.or(Some(RuntimeError::Log(e))),
+            Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
+        }
+    }
+    for t in policy_tasks {
+        match t.await {
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => first_error = first_error.or(Some(RuntimeError::Log(e))),
             Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
         }

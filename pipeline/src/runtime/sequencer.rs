@@ -75,6 +75,12 @@ pub struct Sequencer {
     sales: bool,
 }
 
+/// Per worker, where its state and its policy task's state arrive at a barrier.
+pub type Replies = Vec<(
+    oneshot::Receiver<Snapshot>,
+    oneshot::Receiver<Box<dyn footfall_operators::state::StateImage>>,
+)>;
+
 /// Why the sequencer stopped.
 #[derive(Debug)]
 pub enum WorkerGone {
@@ -240,7 +246,10 @@ impl Sequencer {
             // Every worker: the owner drops the state, any may hold mentions of the key.
             for key in self.identity.erase(user) {
                 for q in &mut self.pending {
-                    q.push(Work::Erase { key: key.clone() });
+                    q.push(Work::Erase {
+                        key: key.clone(),
+                        at: event.timestamp,
+                    });
                 }
             }
             return Ok(());
@@ -329,9 +338,7 @@ impl Sequencer {
     /// Takes a checkpoint barrier: returns the sequencer's state, and a receiver per
     /// worker for its state, which each worker sends once it has applied (and written
     /// the actions of) everything before the barrier.
-    pub async fn barrier(
-        &mut self,
-    ) -> Result<(SequencerState, Vec<oneshot::Receiver<Snapshot>>), WorkerGone> {
+    pub async fn barrier(&mut self) -> Result<(SequencerState, Replies), WorkerGone> {
         let (clock, max_ts) = self.clock.export();
         let state = SequencerState {
             clock,
@@ -359,8 +366,9 @@ impl Sequencer {
         let mut replies = Vec::new();
         for q in &mut self.pending {
             let (reply, rx) = oneshot::channel();
-            q.push(Work::Snapshot { reply });
-            replies.push(rx);
+            let (policy, policy_rx) = oneshot::channel();
+            q.push(Work::Snapshot { reply, policy });
+            replies.push((rx, policy_rx));
         }
         self.flush().await?;
         Ok((state, replies))

@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use footfall_operators::action::Action;
+use footfall_operators::action::{Action, OutputTopic};
 use footfall_operators::event::{Event, Str};
+use footfall_operators::key::partition_for;
+use footfall_operators::policy::{Fact, Input};
+use footfall_operators::state::StateImage;
 use footfall_operators::time::Timestamp;
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
+use super::policy::{Barrier, PolicyMsg};
 use super::sink::Sinks;
 use super::stats::Stats;
 use crate::log::LogError;
@@ -44,6 +48,8 @@ pub enum Work {
     Erase {
         /// The key.
         key: Str,
+        /// The `erase` record's time.
+        at: Timestamp,
     },
     /// Hand `key`'s state to another worker.
     Export {
@@ -52,10 +58,13 @@ pub enum Work {
         /// Where it goes.
         reply: oneshot::Sender<KeyStates>,
     },
-    /// A checkpoint barrier: write out held actions, then send the worker's state.
+    /// A checkpoint barrier: write out held actions, pass the barrier on to every
+    /// policy task, then send the worker's state.
     Snapshot {
         /// Where the state goes.
         reply: oneshot::Sender<Snapshot>,
+        /// Where the policy task of the same index sends its state.
+        policy: oneshot::Sender<Box<dyn StateImage>>,
     },
     /// Merge state exported by another worker into `key`.
     Import {
@@ -78,6 +87,8 @@ struct Pending {
     read_ats: Vec<Instant>,
     buf: Vec<u8>,
     latencies: Vec<u32>,
+    /// Per policy task: actions and facts not yet sent.
+    outbox: Vec<Vec<Input>>,
 }
 
 impl Pending {
@@ -92,6 +103,24 @@ impl Pending {
             return Ok(());
         }
         let m = metrics::get();
+        // Customer-facing actions go on to their customer's policy task; the time they
+        // took to get there is their latency (what the policies hold back is by design).
+        let n = self.outbox.len() as u32;
+        let mut k = 0;
+        for i in 0..self.actions.len() {
+            if self.actions[i].topic == OutputTopic::Notifications {
+                let a = self.actions[i].clone();
+                m.latency.observe(self.read_ats[i].elapsed().as_secs_f64());
+                let key = a.customer_id.as_deref().unwrap_or("");
+                self.outbox[partition_for(key, n) as usize].push(Input::Action(Box::new(a)));
+            } else {
+                self.actions.swap(k, i);
+                self.read_ats.swap(k, i);
+                k += 1;
+            }
+        }
+        self.actions.truncate(k);
+        self.read_ats.truncate(k);
         self.sinks.write_actions(&mut self.actions, &mut self.buf)?;
         self.latencies.clear();
         // Actions already in the output (a replay over the same log) are not new.
@@ -115,14 +144,57 @@ impl Pending {
     }
 }
 
+/// A worker's links to the policy tasks.
+pub struct Policies {
+    /// This worker's index (the policy task of its own customers).
+    pub me: u32,
+    /// Every policy task, by output partition.
+    pub tasks: Vec<mpsc::Sender<PolicyMsg>>,
+}
+
+impl Policies {
+    /// Sends every policy task its outbox and this worker's progress, and the barrier
+    /// when there is one.
+    async fn send(
+        &self,
+        p: &mut Pending,
+        progress: Timestamp,
+        mut barrier: Option<oneshot::Sender<Box<dyn StateImage>>>,
+    ) -> Result<(), LogError> {
+        let at_barrier = barrier.is_some();
+        for (j, tx) in self.tasks.iter().enumerate() {
+            let msg = PolicyMsg {
+                from: self.me,
+                items: std::mem::take(&mut p.outbox[j]),
+                progress,
+                barrier: at_barrier.then(|| Barrier {
+                    reply: if j as u32 == self.me {
+                        barrier.take()
+                    } else {
+                        None
+                    },
+                }),
+            };
+            tx.send(msg).await.map_err(|_| LogError::Io {
+                op: "send to policy task",
+                path: std::path::PathBuf::new(),
+                source: std::io::Error::other("the policy task stopped"),
+            })?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs one partition worker until the sequencer hangs up.
 pub async fn run(
     mut worker: Worker,
     mut rx: mpsc::Receiver<Vec<Work>>,
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
+    policies: Policies,
 ) -> Result<Worker, LogError> {
     let m = metrics::get();
+    let n = policies.tasks.len() as u32;
     let mut p = Pending {
         sinks,
         stats,
@@ -130,6 +202,7 @@ pub async fn run(
         read_ats: Vec::new(),
         buf: Vec::with_capacity(4096),
         latencies: Vec::new(),
+        outbox: (0..policies.tasks.len()).map(|_| Vec::new()).collect(),
     };
     let mut last_timers = 0i64;
     while let Some(batch) = rx.recv().await {
@@ -141,6 +214,9 @@ pub async fn run(
                     read_at,
                 } => {
                     worker.on_event(&key, &event, &mut p.actions);
+                    if let Some(fact) = Fact::of(&key, &event) {
+                        p.outbox[policies.me as usize].push(Input::Fact(event.timestamp, fact));
+                    }
                     read_at
                 }
                 Work::Advance { clock, read_at } => {
@@ -155,10 +231,12 @@ pub async fn run(
                     worker.merge(&from, &into, &mut p.actions);
                     Instant::now()
                 }
-                Work::Snapshot { reply } => {
-                    // Actions of events before the barrier are in the log before the
-                    // state that says they fired is in a checkpoint.
+                Work::Snapshot { reply, policy } => {
+                    // Actions of events before the barrier are in the log (or with
+                    // their policy task, ahead of its barrier) before the state that
+                    // says they fired is in a checkpoint.
                     p.emit()?;
+                    policies.send(&mut p, worker.clock(), Some(policy)).await?;
                     let paused = Instant::now();
                     let snap = worker.snapshot();
                     let secs = paused.elapsed();
@@ -167,8 +245,12 @@ pub async fn run(
                     let _ = reply.send(snap);
                     continue;
                 }
-                Work::Erase { key } => {
+                Work::Erase { key, at } => {
                     worker.erase(&key);
+                    if partition_for(&key, n) == policies.me {
+                        let fact = Fact::Erase { key };
+                        p.outbox[policies.me as usize].push(Input::Fact(at, fact));
+                    }
                     continue;
                 }
                 Work::Export { key, reply } => {
@@ -185,6 +267,7 @@ pub async fn run(
             p.mark(read_at);
         }
         p.emit()?;
+        policies.send(&mut p, worker.clock(), None).await?;
         for (op, n) in worker.take_evicted() {
             m.state_evicted.with_label_values(&[op]).inc_by(n);
         }

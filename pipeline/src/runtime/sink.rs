@@ -66,12 +66,16 @@ fn dead_identity(topic: &str, partition: u32, offset: u64) -> u128 {
 fn identity(payload: &[u8]) -> Option<u128> {
     #[derive(serde::Deserialize)]
     struct Id {
+        conversion_id: Option<String>,
         action_id: Option<String>,
         topic: Option<String>,
         partition: Option<u32>,
         offset: Option<u64>,
     }
     let id: Id = serde_json::from_slice(payload).ok()?;
+    if let Some(c) = id.conversion_id {
+        return Some(xxh3_128(c.as_bytes()));
+    }
     match (id.action_id, id.topic, id.partition, id.offset) {
         (Some(a), ..) => Some(xxh3_128(a.as_bytes())),
         (None, Some(t), Some(p), Some(o)) => Some(dead_identity(&t, p, o)),
@@ -160,6 +164,37 @@ impl Sinks {
             }
         }
         for (t, p) in touched {
+            lock(&self.topics[t][p]).writer.flush()?;
+        }
+        Ok(new)
+    }
+
+    /// Appends records of `topic` not written before: each `(key, id, record)` goes to
+    /// the partition of `key`, once per `id`. Flushes. Returns how many were new.
+    pub fn write_records<'a, T: serde::Serialize + 'a>(
+        &self,
+        topic: OutputTopic,
+        records: impl IntoIterator<Item = (&'a str, &'a str, &'a T)>,
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, LogError> {
+        let t = index(topic);
+        let mut touched: Vec<usize> = Vec::new();
+        let mut new = 0;
+        for (key, id, record) in records {
+            let p = partition_for(key, self.topics[t].len() as u32) as usize;
+            let mut slot = lock(&self.topics[t][p]);
+            if !slot.insert(xxh3_128(id.as_bytes())) {
+                continue;
+            }
+            buf.clear();
+            let _ = serde_json::to_writer(&mut *buf, record);
+            slot.writer.append(buf)?;
+            new += 1;
+            if !touched.contains(&p) {
+                touched.push(p);
+            }
+        }
+        for p in touched {
             lock(&self.topics[t][p]).writer.flush()?;
         }
         Ok(new)

@@ -16,6 +16,7 @@ pub struct Stats {
     duplicates: AtomicU64,
     late: AtomicU64,
     actions: Mutex<BTreeMap<(String, Group), u64>>,
+    suppressed: Mutex<BTreeMap<(String, &'static str), u64>>,
     samples: Mutex<Vec<Action>>,
     latencies_us: Mutex<Vec<u32>>,
     /// Whether a checkpoint is being taken (barrier to manifest).
@@ -75,6 +76,25 @@ impl Stats {
 
     pub(crate) fn late(&self, n: u64) {
         self.late.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn suppressed(&self, s: &[footfall_operators::policy::Suppression]) {
+        if s.is_empty() {
+            return;
+        }
+        let mut map = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
+        for x in s {
+            *map.entry((x.action.trigger.clone(), x.reason.as_str()))
+                .or_default() += 1;
+        }
+    }
+
+    /// Suppressions per (trigger, reason).
+    pub fn suppressed_by_reason(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.suppressed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn actions(&self, actions: &[Action], latencies_us: &[u32]) {

@@ -1,0 +1,202 @@
+//! Policy tasks: one per output partition, between the partition workers and the
+//! `notifications`, `suppressions` and `conversions` topics.
+//!
+//! Every worker sends every policy task its batches: the customer-facing actions for
+//! that task's customers, the facts of its own events, and its progress (the pipeline
+//! clock it has reached). A task applies input only once every worker has passed it,
+//! in (time, kind, worker, sequence) order, so the outcome does not depend on which
+//! worker's message came first. A checkpoint barrier is aligned: after a worker's
+//! barrier its later messages wait until every worker's barrier is in, then the task
+//! writes its output and sends its state.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use footfall_operators::action::OutputTopic;
+use footfall_operators::event::Str;
+use footfall_operators::policy::{Input, Output, Policy};
+use footfall_operators::state::StateImage;
+use footfall_operators::time::Timestamp;
+use tokio::sync::{mpsc, oneshot};
+
+use super::sink::Sinks;
+use super::stats::Stats;
+use crate::log::LogError;
+use crate::metrics;
+
+/// What a worker sends a policy task.
+pub struct PolicyMsg {
+    /// The sending worker.
+    pub from: u32,
+    /// Actions and facts, in the worker's order.
+    pub items: Vec<Input>,
+    /// The worker's clock: everything it sends later is at or after it (late events
+    /// aside).
+    pub progress: Timestamp,
+    /// A checkpoint barrier follows these items.
+    pub barrier: Option<Barrier>,
+}
+
+/// A worker passed a checkpoint barrier.
+pub struct Barrier {
+    /// Where this task's state goes (sent by the worker of the same index only).
+    pub reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
+}
+
+/// Runs one policy task until every worker has hung up; then applies everything up to
+/// the last clock (the end of a replay) and returns the policies.
+pub async fn run(
+    mut policy: Policy,
+    mut rx: mpsc::Receiver<PolicyMsg>,
+    workers: usize,
+    sinks: Arc<Sinks>,
+    stats: Arc<Stats>,
+) -> Result<Policy, LogError> {
+    let mut task = Task {
+        progress: vec![Timestamp::MIN; workers],
+        seq: vec![0; workers],
+        aligned: vec![false; workers],
+        reply: None,
+        stash: VecDeque::new(),
+        out: Output::default(),
+        buf: Vec::with_capacity(4096),
+        sinks,
+        stats,
+    };
+    while let Some(msg) = rx.recv().await {
+        task.on_msg(&mut policy, msg)?;
+        while task.aligned.iter().all(|a| !a) {
+            let Some(next) = task.stash.pop_front() else {
+                break;
+            };
+            task.on_msg(&mut policy, next)?;
+        }
+    }
+    for msg in std::mem::take(&mut task.stash) {
+        task.take(&mut policy, msg);
+    }
+    let end = task
+        .progress
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(Timestamp::MIN);
+    policy.finish(end, &mut task.out);
+    task.write(&policy)?;
+    Ok(policy)
+}
+
+struct Task {
+    progress: Vec<Timestamp>,
+    seq: Vec<u64>,
+    aligned: Vec<bool>,
+    reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
+    stash: VecDeque<PolicyMsg>,
+    out: Output,
+    buf: Vec<u8>,
+    sinks: Arc<Sinks>,
+    stats: Arc<Stats>,
+}
+
+impl Task {
+    fn on_msg(&mut self, policy: &mut Policy, mut msg: PolicyMsg) -> Result<(), LogError> {
+        let from = msg.from as usize;
+        if self.aligned[from] {
+            self.stash.push_back(msg);
+            return Ok(());
+        }
+        let barrier = msg.barrier.take();
+        self.take(policy, msg);
+        let frontier = self
+            .progress
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Timestamp::MIN);
+        policy.advance(frontier, &mut self.out);
+        if let Some(b) = barrier {
+            self.aligned[from] = true;
+            if b.reply.is_some() {
+                self.reply = b.reply;
+            }
+            if self.aligned.iter().all(|a| *a) {
+                // Output before state: what the checkpoint says was decided is written.
+                self.write(policy)?;
+                if let Some(r) = self.reply.take() {
+                    let _ = r.send(policy.snapshot());
+                }
+                self.aligned.iter_mut().for_each(|a| *a = false);
+                return Ok(());
+            }
+        }
+        if !self.out.is_empty() {
+            self.write(policy)?;
+        }
+        Ok(())
+    }
+
+    fn take(&mut self, policy: &mut Policy, msg: PolicyMsg) {
+        let from = msg.from as usize;
+        for input in msg.items {
+            policy.push(msg.from, self.seq[from], input, &mut self.out);
+            self.seq[from] += 1;
+        }
+        self.progress[from] = self.progress[from].max(msg.progress);
+    }
+
+    fn write(&mut self, policy: &Policy) -> Result<(), LogError> {
+        let m = metrics::get();
+        let out = &mut self.out;
+        let now = Timestamp::now();
+        for a in &mut out.written {
+            a.route = Str::from(a.customer_id.as_deref().unwrap_or(""));
+        }
+        if !out.written.is_empty() {
+            self.sinks.write_actions(&mut out.written, &mut self.buf)?;
+            out.written.retain(|a| a.emitted_at.is_some());
+            for a in &out.written {
+                m.actions
+                    .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
+                    .inc();
+            }
+            self.stats.actions(&out.written, &[]);
+        }
+        for s in &mut out.suppressed {
+            s.action.emitted_at = Some(now);
+            m.suppressed
+                .with_label_values(&[s.action.trigger.as_str(), s.reason.as_str()])
+                .inc();
+        }
+        self.stats.suppressed(&out.suppressed);
+        let records = out.suppressed.iter().map(|s| {
+            let key = s.action.customer_id.as_deref().unwrap_or("");
+            (key, s.action.action_id.as_str(), s)
+        });
+        self.sinks
+            .write_records(OutputTopic::Suppressions, records, &mut self.buf)?;
+        for c in &out.conversions {
+            m.conversions
+                .with_label_values(&[c.trigger.as_str(), c.group.as_str()])
+                .inc();
+            let value = c.value.try_into().unwrap_or(0.0f64);
+            m.conversion_value
+                .with_label_values(&[c.trigger.as_str(), c.group.as_str()])
+                .inc_by(value);
+        }
+        let records = out
+            .conversions
+            .iter()
+            .map(|c| (c.customer_id.as_str(), c.conversion_id.as_str(), c));
+        self.sinks
+            .write_records(OutputTopic::Conversions, records, &mut self.buf)?;
+        m.actions_erased.inc_by(out.erased);
+        m.actions_deduplicated.inc_by(out.duplicates);
+        out.written.clear();
+        out.suppressed.clear();
+        out.conversions.clear();
+        out.erased = 0;
+        out.duplicates = 0;
+        let _ = policy;
+        Ok(())
+    }
+}
