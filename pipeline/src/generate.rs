@@ -14,6 +14,7 @@
 
 use footfall_operators::event::{Topic, anon_key};
 use footfall_operators::key::partition_for;
+use footfall_operators::policy::holdout_bucket;
 use footfall_operators::time::{Span, Timestamp};
 use serde_json::{Value, json};
 
@@ -266,26 +267,31 @@ pub fn generate(p: &Params) -> Vec<Record> {
     for c in 0..p.customers {
         let user = format!("m-{c:07}");
         let device = format!("dev-{:08x}", feed.rng.next() as u32);
-        if feed.rng.chance(0.3) {
-            let ts = p
-                .start
-                .plus(Span::from_secs(feed.rng.below(span_secs / 4) as i64));
-            let year = 1960 + feed.rng.below(45);
-            let start = p.start.to_datetime();
-            let bday = match feed.rng.below(100) {
-                // Some today (their greeting falls in the feed), some on 29 February.
-                0..=9 => format!("{year}-{}", start.format("%m-%d")),
-                10..=12 => "2000-02-29".to_owned(),
-                _ => format!(
-                    "{year}-{:02}-{:02}",
-                    1 + feed.rng.below(12),
-                    1 + feed.rng.below(28)
-                ),
-            };
-            let v = json!({"message_id": format!("p-{c}"), "type": "profile", "timestamp": ts.to_string(),
-                "user_id": user, "birthday": bday, "timezone": feed.rng.pick(&ZONES),
+        // Most customers have a profile (consent per channel, zone, home store); some
+        // of those give their birthday.
+        if feed.rng.chance(0.9) {
+            // Before the purchase history: consent is on record for everything after.
+            let ts = p.start.minus(Span::from_secs(
+                ((HISTORY_DAYS + 1) * 86_400 - feed.rng.below(86_400)) as i64,
+            ));
+            let mut v = json!({"message_id": format!("p-{c}"), "type": "profile", "timestamp": ts.to_string(),
+                "user_id": user, "timezone": feed.rng.pick(&ZONES),
                 "home_store_id": feed.rng.pick(&STORES), "tier": feed.rng.pick(&["bronze", "silver", "gold"]),
                 "consent": {"push": feed.rng.chance(0.8), "sms": feed.rng.chance(0.4), "email": feed.rng.chance(0.6)}});
+            if feed.rng.chance(0.33) {
+                let year = 1960 + feed.rng.below(45);
+                let start = p.start.to_datetime();
+                v["birthday"] = json!(match feed.rng.below(100) {
+                    // Some today (their greeting falls in the feed), some on 29 February.
+                    0..=9 => format!("{year}-{}", start.format("%m-%d")),
+                    10..=12 => "2000-02-29".to_owned(),
+                    _ => format!(
+                        "{year}-{:02}-{:02}",
+                        1 + feed.rng.below(12),
+                        1 + feed.rng.below(28)
+                    ),
+                });
+            }
             feed.push(Topic::Customers, user.clone(), ts, v);
         }
         // A purchase history months back for some: repeat buyers who then stop come up
@@ -397,7 +403,26 @@ pub fn generate(p: &Params) -> Vec<Record> {
             with_cart(&mut v, &cart_id);
             feed.push(Topic::Clickstream, key(logged_in), ts, v);
             // About half the carts are bought, online or later at a store.
-            if !cart.is_empty() && feed.rng.chance(0.5) {
+            let bought = !cart.is_empty() && feed.rng.chance(0.5);
+            if !bought && logged_in && !cart.is_empty() {
+                // A left cart is sometimes bought after all, a few hours to a day later:
+                // more often by customers who got the reminder (treatment) than by the
+                // held-out control group, so the lift report has a real effect to find.
+                let reminded = holdout_bucket(&user) >= DEMO_HOLDOUT_BP;
+                if feed.rng.chance(if reminded { 0.32 } else { 0.12 }) {
+                    let back =
+                        ts.plus(Span::from_secs(3 * 3600 + feed.rng.below(24 * 3600) as i64));
+                    let total: u64 = cart.iter().map(|(it, q)| items[*it].price_cents * q).sum();
+                    let mut v = json!({"message_id": format!("tr-{c}-{s}"), "type": "purchase",
+                        "timestamp": back.to_string(), "user_id": user, "transaction_id": format!("or-{c}-{s}"),
+                        "channel": channel, "currency": "CNY", "value": money(total),
+                        "items": cart.iter().map(|(it, q)| json!({"item_id": items[*it].id,
+                            "item_category": items[*it].category, "price": money(items[*it].price_cents), "quantity": q})).collect::<Vec<_>>()});
+                    with_cart(&mut v, &cart_id);
+                    feed.push(Topic::Transactions, user.clone(), back, v);
+                }
+            }
+            if bought {
                 let mut v = next(&mut feed.rng, &mut ts, "begin_checkout", logged_in);
                 with_cart(&mut v, &cart_id);
                 feed.push(Topic::Clickstream, key(logged_in), ts, v);
@@ -469,6 +494,9 @@ pub fn generate(p: &Params) -> Vec<Record> {
     spoil(&mut records, p, &mut feed.rng);
     records
 }
+
+/// The control share the demo's customers respond as: the default `policy.holdout_bp`.
+const DEMO_HOLDOUT_BP: u16 = 500;
 
 /// The memory workload: every customer opens one cart (two items) within `hours` and
 /// leaves it, so the state holds one open cart per customer at the end.

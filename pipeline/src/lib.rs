@@ -30,6 +30,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod generate;
+pub mod lift;
 pub mod log;
 pub mod metrics;
 pub mod runtime;

@@ -131,6 +131,16 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Lift per trigger: actions, conversions, conversion rate and revenue per customer
+    /// in treatment and control, the lift and its p-value.
+    Lift {
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Checkpoints: list them, or inspect one's state per operator.
     Checkpoint {
         #[command(subcommand)]
@@ -329,6 +339,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, data_dir } => run_service(&config, data_dir).await,
+        Command::Lift { data_dir, config } => {
+            let cfg = load_config(config.as_deref(), data_dir)?;
+            let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
+            let lifts = footfall_pipeline::lift::report(&log)?;
+            if lifts.is_empty() {
+                anyhow::bail!(
+                    "no actions in {}: run `footfall replay` or `footfall run` on it first",
+                    cfg.transport.data_dir.display()
+                );
+            }
+            print!("{}", footfall_pipeline::lift::render(&lifts));
+            Ok(())
+        }
         Command::Checkpoint { command } => match command {
             CheckpointCommand::List { config, data_dir } => {
                 cli::checkpoint::list(&load_config(config.as_deref(), data_dir)?).await

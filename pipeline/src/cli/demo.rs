@@ -55,7 +55,27 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
          abandoned_cart, birthday, weather_promo, stale_stock (and markdown_offer),\n              \
          churn_risk, return_abuse"
     )?;
+    writeln!(
+        out,
+        "  then through the delivery policies: consent, a 5 % holdout (control), one action\n              \
+         per customer a minute by priority, frequency caps (push: 1 a day, 3 a week), quiet\n              \
+         hours 21:00–08:00 local"
+    )?;
     print_summary(&summary, &mut out)?;
+    let lifts = footfall_pipeline::lift::report(&log)?;
+    if !lifts.is_empty() {
+        writeln!(
+            out,
+            "\n  lift (footfall lift --data-dir {}): purchases within 7 days of an action",
+            data_dir.display()
+        )?;
+        for line in footfall_pipeline::lift::render(&lifts).lines() {
+            match line {
+                "" => writeln!(out)?,
+                _ => writeln!(out, "    {line}")?,
+            }
+        }
+    }
     let samples = summary.stats.samples();
     if !samples.is_empty() {
         writeln!(
@@ -87,6 +107,10 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     writeln!(
         out,
         "    footfall consume --data-dir {d} --topic alerts --from-beginning --max 5"
+    )?;
+    writeln!(
+        out,
+        "    footfall consume --data-dir {d} --topic suppressions --from-beginning --max 5"
     )?;
     writeln!(
         out,

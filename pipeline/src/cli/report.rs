@@ -72,6 +72,20 @@ pub fn print_summary(s: &Summary, w: &mut impl Write) -> std::io::Result<()> {
             thousands(*n)
         )?;
     }
+    let mut suppressed: std::collections::BTreeMap<&str, (u64, Vec<String>)> = Default::default();
+    for ((trigger, reason), n) in st.suppressed_by_reason() {
+        let e = suppressed.entry(reason).or_default();
+        e.0 += n;
+        e.1.push(format!("{trigger} {}", thousands(n)));
+    }
+    for (reason, (n, per)) in &suppressed {
+        writeln!(
+            w,
+            "  suppressed  {reason}: {} ({})",
+            thousands(*n),
+            per.join(", ")
+        )?;
+    }
     writeln!(w, "  clock       {} at the end", s.clock)?;
     if let Some((id, took)) = s.resumed {
         writeln!(
