@@ -141,6 +141,11 @@ impl Script {
         self.worker.advance(at(time), &mut self.out);
     }
 
+    /// The identity graph.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
     /// Every action so far.
     pub fn actions(&self) -> &[Action] {
         &self.out

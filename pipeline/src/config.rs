@@ -33,6 +33,17 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[checkpoint]`: snapshots for crash recovery.
     pub checkpoint: CheckpointConfig,
+    /// `[identity]`: how the identity graph links ids.
+    pub identity: IdentityConfig,
+}
+
+/// `[identity]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Link an anonymous id to a customer on any event carrying both ids (a purchase
+    /// from a logged-in app), not only on `identify` (the spec's rule, the default).
+    pub link_any_event: bool,
 }
 
 /// `[checkpoint]`.
@@ -367,6 +378,21 @@ impl Config {
             if let Err(e) = parse_hhmm(v) {
                 p.push(format!("policy.{k}: {e}"));
             }
+        }
+        if let Some(tz) = &pol.default_timezone
+            && footfall_operators::local::zone(tz).is_none()
+        {
+            p.push(format!("policy.default_timezone: unknown time zone {tz:?}"));
+        }
+        for (t, bp) in &pol.trigger_holdout_bp {
+            if *bp > 10_000 {
+                p.push(format!(
+                    "policy.trigger_holdout_bp.{t}: at most 10000 (100 %)"
+                ));
+            }
+        }
+        if pol.arbitration_window_secs == 0 {
+            p.push("policy.arbitration_window_secs: must be at least 1".into());
         }
         for cap in &pol.frequency_caps {
             if cap.max == 0 {

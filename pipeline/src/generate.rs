@@ -278,13 +278,20 @@ pub fn generate(p: &Params) -> Vec<Record> {
                 "user_id": user, "timezone": feed.rng.pick(&ZONES),
                 "home_store_id": feed.rng.pick(&STORES), "tier": feed.rng.pick(&["bronze", "silver", "gold"]),
                 "consent": {"push": feed.rng.chance(0.8), "sms": feed.rng.chance(0.4), "email": feed.rng.chance(0.6)}});
+            if feed.rng.chance(0.7) {
+                // Stands in for SHA-256 of the address: 64 hex digits, one per customer.
+                let hash: String = (0..4)
+                    .map(|_| format!("{:016x}", feed.rng.next()))
+                    .collect();
+                v["email_sha256"] = json!(hash);
+            }
             if feed.rng.chance(0.33) {
                 let year = 1960 + feed.rng.below(45);
                 let start = p.start.to_datetime();
                 v["birthday"] = json!(match feed.rng.below(100) {
                     // Some today (their greeting falls in the feed), some on 29 February.
                     0..=9 => format!("{year}-{}", start.format("%m-%d")),
-                    10..=12 => "2000-02-29".to_owned(),
+                    10..=14 => "2000-02-29".to_owned(),
                     _ => format!(
                         "{year}-{:02}-{:02}",
                         1 + feed.rng.below(12),
@@ -409,7 +416,7 @@ pub fn generate(p: &Params) -> Vec<Record> {
                 // more often by customers who got the reminder (treatment) than by the
                 // held-out control group, so the lift report has a real effect to find.
                 let reminded = holdout_bucket(&user) >= DEMO_HOLDOUT_BP;
-                if feed.rng.chance(if reminded { 0.32 } else { 0.12 }) {
+                if feed.rng.chance(if reminded { 0.35 } else { 0.08 }) {
                     let back =
                         ts.plus(Span::from_secs(3 * 3600 + feed.rng.below(24 * 3600) as i64));
                     let total: u64 = cart.iter().map(|(it, q)| items[*it].price_cents * q).sum();
@@ -605,7 +612,7 @@ mod tests {
 
     fn params(seed: u64) -> Params {
         Params {
-            customers: 200,
+            customers: 800,
             hours: 2.0,
             seed,
             start: Params::default_start(),

@@ -131,6 +131,11 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// The identity graph as of the newest checkpoint.
+    Identity {
+        #[command(subcommand)]
+        command: IdentityCommand,
+    },
     /// Lift per trigger: actions, conversions, conversion rate and revenue per customer
     /// in treatment and control, the lift and its p-value.
     Lift {
@@ -193,6 +198,22 @@ enum Command {
         /// (the measuring process runs this in a child).
         #[arg(long, hide = true)]
         prepare_only: bool,
+    },
+}
+
+/// `footfall identity ...`.
+#[derive(Subcommand)]
+enum IdentityCommand {
+    /// Print what a customer is known by: user id, e-mail and phone hashes, devices.
+    Show {
+        /// A customer key, an anonymous id, or an e-mail / phone hash.
+        id: String,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -339,6 +360,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Run { config, data_dir } => run_service(&config, data_dir).await,
+        Command::Identity {
+            command:
+                IdentityCommand::Show {
+                    id,
+                    config,
+                    data_dir,
+                },
+        } => cli::checkpoint::identity_show(&load_config(config.as_deref(), data_dir)?, &id).await,
         Command::Lift { data_dir, config } => {
             let cfg = load_config(config.as_deref(), data_dir)?;
             let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;

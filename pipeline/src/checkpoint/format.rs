@@ -48,6 +48,8 @@ pub struct SequencerState {
     pub links: Vec<(Str, Str, Timestamp)>,
     /// Hashes of erased customers' keys (never the keys themselves).
     pub erased: Vec<u128>,
+    /// Hard ids: (type, value, customer).
+    pub hard: Vec<(String, Str, Str)>,
 }
 
 /// Everything a checkpoint holds.
@@ -192,6 +194,9 @@ pub(super) fn encode_sequencer<W: Write>(
     }
     for h in &s.erased {
         rows.push("erased", &format!("{h:032x}"), &[])?;
+    }
+    for (t, value, user) in &s.hard {
+        rows.push("hard", &format!("{t}:{value}"), &pc(&user.as_str()))?;
     }
     rows.finish()
 }
@@ -360,6 +365,11 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
             "erased" => s
                 .erased
                 .push(u128::from_str_radix(key, 16).map_err(|_| "an erased key is 32 hex digits")?),
+            "hard" => {
+                let user: &str = un("hard", v)?;
+                let (t, value) = key.split_once(':').ok_or("a hard id row is type:value")?;
+                s.hard.push((t.to_owned(), value.into(), user.into()));
+            }
             other => return Err(format!("unknown section {other:?}")),
         }
         Ok(())
@@ -426,6 +436,7 @@ mod tests {
             }],
             links: vec![("dev-1".into(), "m-1".into(), t)],
             erased: vec![0, u128::MAX],
+            hard: vec![("email_sha256".into(), "e-hash".into(), "m-1".into())],
         };
         assert_eq!(
             decode_sequencer(&encode_sequencer(&seq, Vec::new()).unwrap().0).unwrap(),

@@ -169,3 +169,48 @@ pub async fn inspect(cfg: &Config, id: u64) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `footfall identity show ID`: the identity graph of the newest checkpoint.
+pub async fn identity_show(cfg: &Config, id: &str) -> anyhow::Result<()> {
+    use footfall_operators::identity::{Identity, erased_hash};
+    let Some(store) = open(cfg)? else {
+        return Ok(());
+    };
+    let Some((manifest, data)) = store.load_newest().await? else {
+        bail!("no usable checkpoint: run `footfall replay` or `footfall run` first");
+    };
+    if data.sequencer.erased.contains(&erased_hash(id)) {
+        println!("{id}: erased (nothing about them is kept)");
+        return Ok(());
+    }
+    let mut identity = Identity::default();
+    footfall_pipeline::runtime::sequencer::restore_identity(&mut identity, &data.sequencer);
+    let Some(ids) = identity.show(id) else {
+        bail!(
+            "{id} is not in the identity graph of checkpoint {} (customers appear once they \
+             have a device linked or an e-mail / phone hash)",
+            manifest.id
+        );
+    };
+    println!("customer      {}", ids.user_id);
+    println!("  user_id       {}", ids.user_id);
+    println!(
+        "  email_sha256  {}",
+        ids.email_sha256.as_deref().unwrap_or("–")
+    );
+    println!(
+        "  phone_sha256  {}",
+        ids.phone_sha256.as_deref().unwrap_or("–")
+    );
+    if ids.anonymous_ids.is_empty() {
+        println!("  anonymous_id  –");
+    }
+    for (anon, since) in &ids.anonymous_ids {
+        println!("  anonymous_id  {anon} (linked since {since})");
+    }
+    println!(
+        "as of checkpoint {} (clock {})",
+        manifest.id, manifest.clock
+    );
+    Ok(())
+}

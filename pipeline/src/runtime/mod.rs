@@ -290,7 +290,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let sale = footfall_operators::event::Interest::types(&["sale"]);
     let mut seq =
         sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone())
-            .with_sales(interest.union(sale) == interest);
+            .with_sales(interest.union(sale) == interest)
+            .with_link_any_event(cfg.identity.link_any_event);
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
         let secs = started.elapsed().as_secs_f64();

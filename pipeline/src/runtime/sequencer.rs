@@ -178,6 +178,15 @@ impl Sequencer {
         if late > 0 {
             self.stats.late(late);
         }
+        for (t, junk, conflicts) in self.identity.take_counts() {
+            let m = metrics::get();
+            m.identity_junk
+                .with_label_values(&[t.as_str()])
+                .inc_by(junk);
+            m.identity_conflicts
+                .with_label_values(&[t.as_str()])
+                .inc_by(conflicts);
+        }
         if dups > 0 {
             self.stats.duplicates_seen(dups);
             metrics::get()
@@ -190,6 +199,12 @@ impl Sequencer {
             self.clock.finish(msg.src);
         }
         self.release(msg.read_at).await
+    }
+
+    /// Links on every event carrying two ids, not only on `identify`.
+    pub fn with_link_any_event(mut self, on: bool) -> Self {
+        self.identity = std::mem::take(&mut self.identity).with_link_any_event(on);
+        self
     }
 
     /// Recomputes the clock and sends everything it has passed.
@@ -362,6 +377,11 @@ impl Sequencer {
                 .map(|(a, u, t)| (a.clone(), u.clone(), t))
                 .collect(),
             erased: self.identity.erased().collect(),
+            hard: self
+                .identity
+                .hard_ids()
+                .map(|(t, v, u)| (t.as_str().to_owned(), v.clone(), u.clone()))
+                .collect(),
         };
         let mut replies = Vec::new();
         for q in &mut self.pending {
@@ -394,13 +414,7 @@ impl Sequencer {
             debug_assert!(input.topic.name() == s.topic && input.partition == s.partition);
             input.dedupe.restore(s.dedupe.clone());
         }
-        for (anon, user, since) in &state.links {
-            self.identity
-                .restore_link(anon.clone(), user.clone(), *since);
-        }
-        for h in &state.erased {
-            self.identity.restore_erased(*h);
-        }
+        restore_identity(&mut self.identity, state);
         for (src, events) in held.into_iter().enumerate() {
             for d in events {
                 self.held[src].push(Pending {
@@ -420,5 +434,27 @@ impl Sequencer {
         let c = self.clock.advance_to(end);
         self.release_to(c, Instant::now()).await?;
         Ok(self.held.iter().map(|h| h.0.len() as u64).sum())
+    }
+}
+
+/// Rebuilds the identity graph of a checkpoint: links oldest first (the order devices
+/// are dropped in), hard ids, erasures.
+pub fn restore_identity(identity: &mut Identity, state: &SequencerState) {
+    let mut links: Vec<&(
+        footfall_operators::event::Str,
+        footfall_operators::event::Str,
+        Timestamp,
+    )> = state.links.iter().collect();
+    links.sort_by_key(|(anon, _, since)| (*since, anon.clone()));
+    for (anon, user, since) in links {
+        identity.restore_link(anon.clone(), user.clone(), *since);
+    }
+    for (t, value, user) in &state.hard {
+        if let Some(t) = footfall_operators::identity::IdType::parse(t) {
+            identity.restore_hard(t, value.clone(), user.clone());
+        }
+    }
+    for h in &state.erased {
+        identity.restore_erased(*h);
     }
 }

@@ -1,0 +1,430 @@
+//! Identity resolution: which customer key an event belongs to, and the merges that
+//! `identify` events cause.
+//!
+//! The customer key is `user_id` when present, else the customer the `anonymous_id` was
+//! linked to by an `identify` at or before the event's time, else `anon:<anonymous_id>`.
+//! At an `identify`, state kept under `anon:<anonymous_id>` merges into the customer's.
+//!
+//! The graph is typed ([`IdType`]): a customer has at most one `user_id`, one
+//! `email_sha256` and one `phone_sha256` (hard ids: a second, different one is refused
+//! and counted as a conflict, so two customers never merge through a shared e-mail) and
+//! up to [`MAX_ANONYMOUS_IDS`] anonymous ids (soft: the oldest link is dropped).
+//! Placeholder values ([`is_junk`]) never link anything and are counted.
+//!
+//! An `erase` forgets a customer: their links go, and their keys (and those of the
+//! anonymous ids linked to them) are remembered only as 128-bit hashes, so that later
+//! records naming them are dropped without the id being kept anywhere.
+
+mod ids;
+
+use std::collections::VecDeque;
+
+pub use ids::{IdType, MAX_ANONYMOUS_IDS, is_junk};
+use rustc_hash::{FxHashMap, FxHashSet};
+use xxhash_rust::xxh3::xxh3_128_with_seed;
+
+use crate::event::{Event, EventKind, Str, Topic};
+use crate::time::Timestamp;
+
+/// A merge of one key's state into another's, caused by an `identify`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merge {
+    /// The anonymous key whose state moves (`anon:<anonymous_id>`).
+    pub from: Str,
+    /// The surviving customer key.
+    pub into: Str,
+}
+
+/// Where an event goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The key that owns the event's effect on state.
+    pub key: Str,
+    /// A merge to perform before the event is applied.
+    pub merge: Option<Merge>,
+    /// The key belongs to an erased customer: the event must be dropped.
+    pub erased: bool,
+}
+
+/// The identity graph: anonymous-id → customer links, and each customer's hard ids.
+#[derive(Default)]
+pub struct Identity {
+    links: FxHashMap<Str, Link>,
+    erased: FxHashSet<u128>,
+    /// (type, value) → the customer holding that hard id.
+    hard: FxHashMap<(IdType, Str), Str>,
+    /// Per customer: their hard ids and anonymous ids (oldest link first).
+    owned: FxHashMap<Str, Owned>,
+    /// Link on any event carrying both a `user_id` and an `anonymous_id`, not only on
+    /// `identify`.
+    link_any_event: bool,
+    junk: [u64; 4],
+    conflicts: [u64; 4],
+}
+
+#[derive(Default)]
+struct Owned {
+    email: Option<Str>,
+    phone: Option<Str>,
+    anons: VecDeque<Str>,
+}
+
+/// What a customer is known by.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identifiers {
+    /// The customer key (`user_id`).
+    pub user_id: Str,
+    /// SHA-256 of their e-mail, if linked.
+    pub email_sha256: Option<Str>,
+    /// SHA-256 of their phone, if linked.
+    pub phone_sha256: Option<Str>,
+    /// Anonymous ids linked to them, oldest first, with the instant each link holds from.
+    pub anonymous_ids: Vec<(Str, Timestamp)>,
+}
+
+/// Seed of the hashes erased keys are remembered by.
+const ERASED_SEED: u64 = 0x666f_6f74_6661_6c6c;
+
+/// The hash an erased key is remembered by.
+pub fn erased_hash(key: &str) -> u128 {
+    xxh3_128_with_seed(key.as_bytes(), ERASED_SEED)
+}
+
+struct Link {
+    user_id: Str,
+    since: Timestamp,
+}
+
+/// `anon:<anonymous_id>`, inline when short.
+fn anon(anonymous_id: &str) -> Str {
+    let mut k = Str::with_capacity(5 + anonymous_id.len());
+    k.push_str("anon:");
+    k.push_str(anonymous_id);
+    k
+}
+
+impl Identity {
+    /// Also links on every event that carries both a `user_id` and an `anonymous_id`
+    /// (a purchase from a logged-in app), not only on `identify`.
+    pub fn with_link_any_event(mut self, on: bool) -> Self {
+        self.link_any_event = on;
+        self
+    }
+
+    /// `value` as an id of type `t`, or `None` (counted) if it is a placeholder.
+    fn valid<'a>(&mut self, t: IdType, value: Option<&'a Str>) -> Option<&'a Str> {
+        let v = value?;
+        if is_junk(v) {
+            self.junk[t as usize] += 1;
+            return None;
+        }
+        Some(v)
+    }
+
+    /// Resolves the key of an event of `topic`; an `identify` also records its link.
+    pub fn resolve(&mut self, topic: Topic, ev: &Event) -> Resolved {
+        if topic.keyed_by_store() {
+            let key = match (&ev.store_id, &ev.kind) {
+                (Some(s), _) => s.clone(),
+                (None, EventKind::Weather(w)) => w.region.clone().unwrap_or_default(),
+                (None, _) => Str::default(),
+            };
+            return Resolved {
+                key,
+                merge: None,
+                erased: false,
+            };
+        }
+        let user = self.valid(IdType::UserId, ev.user_id.as_ref());
+        let anon = self.valid(IdType::AnonymousId, ev.anonymous_id.as_ref());
+        if let (EventKind::Profile(p), Some(user)) = (&ev.kind, user)
+            && !self.is_erased(user)
+        {
+            for (t, v) in [
+                (IdType::EmailSha256, p.email_sha256.as_ref()),
+                (IdType::PhoneSha256, p.phone_sha256.as_ref()),
+            ] {
+                if let Some(v) = self.valid(t, v) {
+                    self.link_hard(t, v, user);
+                }
+            }
+        }
+        let links = matches!(ev.kind, EventKind::Identify) || self.link_any_event;
+        if let (true, Some(user), Some(anon)) = (links, user, anon) {
+            if self.is_erased(user) {
+                return Resolved {
+                    key: user.clone(),
+                    merge: None,
+                    erased: true,
+                };
+            }
+            let fresh = self.link(anon, user, ev.timestamp);
+            return Resolved {
+                key: user.clone(),
+                merge: fresh.then(|| Merge {
+                    from: self::anon(anon),
+                    into: user.clone(),
+                }),
+                erased: false,
+            };
+        }
+        let key = match (user, anon) {
+            (Some(u), _) => u.clone(),
+            (None, Some(a)) => match self.links.get(a) {
+                Some(link) if ev.timestamp >= link.since => link.user_id.clone(),
+                _ => self::anon(a),
+            },
+            (None, None) => Str::default(),
+        };
+        Resolved {
+            erased: self.is_erased(&key),
+            key,
+            merge: None,
+        }
+    }
+
+    /// Links `anon` to `user` from `at` on; true if the anonymous id was new (its
+    /// state merges into the customer's).
+    fn link(&mut self, anon: &Str, user: &Str, at: Timestamp) -> bool {
+        let fresh = match self.links.get_mut(anon) {
+            Some(link) if link.user_id == *user => {
+                link.since = link.since.min(at);
+                return false;
+            }
+            Some(link) => {
+                // A shared device, re-linked to another customer from here on; what
+                // was merged stays.
+                let before = std::mem::replace(&mut link.user_id, user.clone());
+                link.since = at;
+                if let Some(o) = self.owned.get_mut(&before) {
+                    o.anons.retain(|a| a != anon);
+                }
+                false
+            }
+            None => {
+                self.links.insert(
+                    anon.clone(),
+                    Link {
+                        user_id: user.clone(),
+                        since: at,
+                    },
+                );
+                true
+            }
+        };
+        let owned = self.owned.entry(user.clone()).or_default();
+        owned.anons.push_back(anon.clone());
+        if owned.anons.len() > MAX_ANONYMOUS_IDS
+            && let Some(oldest) = owned.anons.pop_front()
+        {
+            self.links.remove(&oldest);
+        }
+        fresh
+    }
+
+    /// Gives `user` the hard id `value` of type `t`, unless another customer holds it
+    /// or `user` already has a different one: then the link is refused and counted.
+    fn link_hard(&mut self, t: IdType, value: &Str, user: &Str) {
+        match self.hard.get(&(t, value.clone())) {
+            Some(holder) if holder == user => return,
+            Some(_) => {
+                self.conflicts[t as usize] += 1;
+                return;
+            }
+            None => {}
+        }
+        let owned = self.owned.entry(user.clone()).or_default();
+        let slot = match t {
+            IdType::EmailSha256 => &mut owned.email,
+            _ => &mut owned.phone,
+        };
+        if slot.as_ref().is_some_and(|v| v != value) {
+            self.conflicts[t as usize] += 1;
+            return;
+        }
+        *slot = Some(value.clone());
+        self.hard.insert((t, value.clone()), user.clone());
+    }
+
+    /// Placeholder ids seen and conflicting links refused since the last call, per type.
+    pub fn take_counts(&mut self) -> Vec<(IdType, u64, u64)> {
+        let mut out = Vec::new();
+        for t in IdType::ALL {
+            let (j, c) = (
+                std::mem::take(&mut self.junk[t as usize]),
+                std::mem::take(&mut self.conflicts[t as usize]),
+            );
+            if j > 0 || c > 0 {
+                out.push((t, j, c));
+            }
+        }
+        out
+    }
+
+    /// What `id` is known by: a customer key, an anonymous id, or a hard id's value.
+    pub fn show(&self, id: &str) -> Option<Identifiers> {
+        let user: Str = if self.owned.contains_key(id) {
+            Str::from(id)
+        } else if let Some(l) = self.links.get(id) {
+            l.user_id.clone()
+        } else {
+            [IdType::EmailSha256, IdType::PhoneSha256]
+                .into_iter()
+                .find_map(|t| self.hard.get(&(t, Str::from(id))).cloned())?
+        };
+        let owned = self.owned.get(&user)?;
+        Some(Identifiers {
+            email_sha256: owned.email.clone(),
+            phone_sha256: owned.phone.clone(),
+            anonymous_ids: owned
+                .anons
+                .iter()
+                .filter_map(|a| self.links.get(a).map(|l| (a.clone(), l.since)))
+                .collect(),
+            user_id: user,
+        })
+    }
+
+    /// Every hard id as `(type, value, customer)` (for checkpoints).
+    pub fn hard_ids(&self) -> impl Iterator<Item = (IdType, &Str, &Str)> {
+        self.hard.iter().map(|((t, v), u)| (*t, v, u))
+    }
+
+    /// Restores a hard id written by [`hard_ids`](Self::hard_ids).
+    pub fn restore_hard(&mut self, t: IdType, value: Str, user: Str) {
+        let owned = self.owned.entry(user.clone()).or_default();
+        match t {
+            IdType::EmailSha256 => owned.email = Some(value.clone()),
+            IdType::PhoneSha256 => owned.phone = Some(value.clone()),
+            _ => return,
+        }
+        self.hard.insert((t, value), user);
+    }
+
+    /// Forgets `user_id`: drops its links and returns the keys whose state must be
+    /// deleted (the customer's, and `anon:<id>` of each anonymous id linked to it), all
+    /// of which are refused from now on.
+    pub fn erase(&mut self, user_id: &str) -> Vec<Str> {
+        let mut keys = vec![Str::from(user_id)];
+        self.links.retain(|a, l| {
+            if l.user_id != user_id {
+                return true;
+            }
+            keys.push(anon(a));
+            false
+        });
+        self.owned.remove(user_id);
+        self.hard.retain(|_, u| u != user_id);
+        self.erased.extend(keys.iter().map(|k| erased_hash(k)));
+        keys
+    }
+
+    /// Whether `key` belongs to an erased customer.
+    pub fn is_erased(&self, key: &str) -> bool {
+        !self.erased.is_empty() && self.erased.contains(&erased_hash(key))
+    }
+
+    /// The hashes of erased keys (for checkpoints).
+    pub fn erased(&self) -> impl Iterator<Item = u128> + '_ {
+        self.erased.iter().copied()
+    }
+
+    /// Restores an erased key's hash written by [`erased`](Self::erased).
+    pub fn restore_erased(&mut self, hash: u128) {
+        self.erased.insert(hash);
+    }
+
+    /// Every link as `(anonymous_id, user_id, since)` (for checkpoints).
+    pub fn links(&self) -> impl Iterator<Item = (&Str, &Str, Timestamp)> {
+        self.links.iter().map(|(a, l)| (a, &l.user_id, l.since))
+    }
+
+    /// Restores a link written by [`links`](Self::links). Restore links oldest first:
+    /// that is the order a customer's anonymous ids are dropped in.
+    pub fn restore_link(&mut self, anonymous_id: Str, user_id: Str, since: Timestamp) {
+        self.owned
+            .entry(user_id.clone())
+            .or_default()
+            .anons
+            .push_back(anonymous_id.clone());
+        self.links.insert(anonymous_id, Link { user_id, since });
+    }
+
+    /// How many anonymous ids are linked.
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Whether no anonymous id is linked.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod graph_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+
+    fn event(kind: EventKind, user: Option<&str>, anon: Option<&str>, secs: i64) -> Event {
+        Event {
+            message_id: Str::from("m"),
+            timestamp: Timestamp::from_secs(secs),
+            user_id: user.map(Str::from),
+            anonymous_id: anon.map(Str::from),
+            channel: None,
+            store_id: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn erase_forgets_links_and_refuses_the_customer_from_then_on() {
+        let mut id = Identity::default();
+        let link = id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::Identify, Some("u-1"), Some("a-1"), 10),
+        );
+        assert_eq!(link.merge.map(|m| m.from), Some(Str::from("anon:a-1")));
+        id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::Identify, Some("u-2"), Some("a-2"), 10),
+        );
+
+        let keys = id.erase("u-1");
+        assert_eq!(keys, vec![Str::from("u-1"), Str::from("anon:a-1")]);
+        assert_eq!(id.len(), 1, "u-2's link stays");
+        assert!(id.is_erased("u-1") && id.is_erased("anon:a-1") && !id.is_erased("u-2"));
+
+        let by_user = id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::PageView, Some("u-1"), None, 20),
+        );
+        assert!(by_user.erased);
+        let by_device = id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::PageView, None, Some("a-1"), 20),
+        );
+        assert!(by_device.erased && by_device.key == "anon:a-1");
+        let relink = id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::Identify, Some("u-1"), Some("a-9"), 20),
+        );
+        assert!(relink.erased && relink.merge.is_none());
+        assert_eq!(id.len(), 1, "an erased customer is never linked again");
+        let other = id.resolve(
+            Topic::Clickstream,
+            &event(EventKind::PageView, Some("u-2"), None, 20),
+        );
+        assert!(!other.erased);
+
+        let mut restored = Identity::default();
+        for h in id.erased() {
+            restored.restore_erased(h);
+        }
+        assert!(restored.is_erased("u-1") && !restored.is_erased("u-2"));
+    }
+}
