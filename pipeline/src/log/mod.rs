@@ -335,6 +335,29 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_that_finds_a_segment_before_its_header_waits_for_it() {
+        // The writer creates a segment file, then writes its header: a reader listing
+        // the directory in between must not take the header for a record.
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        log.create_topic("t", 1).unwrap();
+        let seg = dir.path().join("t/0").join(segment::file_name(0));
+        fs::write(&seg, b"").unwrap();
+        let mut r = log.reader("t", 0, 0).unwrap();
+        let mut b = Batch::default();
+        assert_eq!(r.poll(&mut b, 10, 1 << 20).unwrap(), 0);
+        // The header half written.
+        fs::write(&seg, &segment::MAGIC[..3]).unwrap();
+        assert_eq!(r.poll(&mut b, 10, 1 << 20).unwrap(), 0);
+        fs::remove_file(&seg).unwrap();
+        let mut w = log.writer("t", 0).unwrap();
+        w.append(b"one").unwrap();
+        w.flush().unwrap();
+        assert_eq!(r.poll(&mut b, 10, 1 << 20).unwrap(), 1);
+        assert_eq!(b.iter().next().unwrap(), (0, &b"one"[..]));
+    }
+
+    #[test]
     fn a_second_writer_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path(), 1 << 20);

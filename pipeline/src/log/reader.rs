@@ -1,7 +1,7 @@
 //! Reading a partition forward from an offset, tailing new appends.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::PathBuf;
 
 use super::segment::{self, FRAME_HEADER, Frame, MAGIC, read_full};
@@ -49,6 +49,8 @@ pub struct PartitionReader {
     buf: Vec<u8>,
     start: usize,
     next_offset: u64,
+    /// A segment found before its writer wrote the header: opened again on next poll.
+    reopen: Option<u64>,
 }
 
 const READ_CHUNK: usize = 256 << 10;
@@ -70,6 +72,7 @@ impl PartitionReader {
             buf: Vec::with_capacity(READ_CHUNK * 2),
             start: 0,
             next_offset: 0,
+            reopen: None,
         };
         let segs = segments(&r.dir)?;
         let Some(&first) = segs.first() else {
@@ -101,10 +104,18 @@ impl PartitionReader {
         if n == MAGIC.len() && &magic != MAGIC {
             return Err(self.corrupt("bad segment header"));
         }
+        self.base = base;
+        self.buf.clear();
+        self.start = 0;
+        self.next_offset = base;
         if n < MAGIC.len() {
-            // Being created: re-read the header next time.
-            f.seek(SeekFrom::Start(0)).map_err(io("seek", &path))?;
+            // Being created: its header is not written yet. Reading on from here would
+            // take the header for a record; open it again on the next poll.
+            self.file = None;
+            self.reopen = Some(base);
+            return Ok(());
         }
+        self.reopen = None;
         self.file = Some(f);
         self.base = base;
         self.next_offset = base;
@@ -159,10 +170,16 @@ impl PartitionReader {
             }
             // Need more bytes: read from the current segment, or move to the next one.
             if self.file.is_none() {
-                let segs = segments(&self.dir)?;
-                match segs.first() {
-                    Some(&b) => self.open_segment(b)?,
-                    None => return Ok(0),
+                let base = match self.reopen {
+                    Some(b) => b,
+                    None => match segments(&self.dir)?.first() {
+                        Some(&b) => b,
+                        None => return Ok(0),
+                    },
+                };
+                self.open_segment(base)?;
+                if self.file.is_none() {
+                    return Ok(0);
                 }
             }
             self.buf.drain(..self.start);
