@@ -160,3 +160,50 @@ fn linking_on_any_event_is_a_choice() {
     assert_eq!(r.merge.map(|m| m.from), Some(Str::from("anon:dev-1")));
     assert_eq!(any.resolve(Topic::Clickstream, &later).key, "m-1");
 }
+
+#[test]
+fn erase_forgets_links_and_refuses_the_customer_from_then_on() {
+    let mut id = Identity::default();
+    let link = id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::Identify, Some("u-1"), Some("a-1"), 10),
+    );
+    assert_eq!(link.merge.map(|m| m.from), Some(Str::from("anon:a-1")));
+    id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::Identify, Some("u-2"), Some("a-2"), 10),
+    );
+
+    let keys = id.erase("u-1");
+    assert_eq!(keys, vec![Str::from("u-1"), Str::from("anon:a-1")]);
+    assert_eq!(id.len(), 1, "u-2's link stays");
+    assert!(id.is_erased("u-1") && id.is_erased("anon:a-1") && !id.is_erased("u-2"));
+
+    let by_user = id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::PageView, Some("u-1"), None, 20),
+    );
+    assert!(by_user.erased);
+    let by_device = id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::PageView, None, Some("a-1"), 20),
+    );
+    assert!(by_device.erased && by_device.key == "anon:a-1");
+    let relink = id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::Identify, Some("u-1"), Some("a-9"), 20),
+    );
+    assert!(relink.erased && relink.merge.is_none());
+    assert_eq!(id.len(), 1, "an erased customer is never linked again");
+    let other = id.resolve(
+        Topic::Clickstream,
+        &event(EventKind::PageView, Some("u-2"), None, 20),
+    );
+    assert!(!other.erased);
+
+    let mut restored = Identity::default();
+    for h in id.erased() {
+        restored.restore_erased(h);
+    }
+    assert!(restored.is_erased("u-1") && !restored.is_erased("u-2"));
+}

@@ -27,23 +27,24 @@ pub mod frequency_cap;
 pub mod holdout;
 pub mod lift;
 pub mod quiet_hours;
+mod records;
+mod snapshot;
 
 use std::collections::BTreeMap;
 
 use chrono_tz::Tz;
-use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::action::{Action, Group};
 use crate::config::{FrequencyCap, PolicyConfig, parse_hhmm};
-use crate::event::{Event, EventKind, Str};
+use crate::event::Str;
 use crate::local;
-use crate::state::StateImage;
 use crate::time::{Span, Timestamp};
 
 pub use holdout::{Holdout, holdout_bucket};
 pub use lift::Conversion;
+pub use records::{Fact, Input, Output, Reason, Suppression};
 
 use consent::Consent;
 use dedupe::Seen;
@@ -51,192 +52,6 @@ use erased::Erased;
 use frequency_cap::Counts;
 use lift::Latest;
 use quiet_hours::QuietHours;
-
-/// Why an action was not sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reason {
-    /// The channel's consent is not `true`.
-    NoConsent,
-    /// Another action of the customer won the arbitration window.
-    Arbitration,
-    /// A frequency cap of the channel was reached.
-    FrequencyCap,
-}
-
-impl Reason {
-    /// Every reason.
-    pub const ALL: [Reason; 3] = [Reason::NoConsent, Reason::Arbitration, Reason::FrequencyCap];
-
-    /// The reason code.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Reason::NoConsent => "no_consent",
-            Reason::Arbitration => "arbitration",
-            Reason::FrequencyCap => "frequency_cap",
-        }
-    }
-}
-
-/// An action the policies stopped: a record on the `suppressions` topic.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Suppression {
-    /// The action as it would have been written.
-    pub action: Action,
-    /// The reason code.
-    pub reason: Reason,
-    /// Why, in words.
-    pub detail: String,
-    /// Event time at which it was stopped.
-    pub at: Timestamp,
-}
-
-impl Serialize for Suppression {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Record<'a> {
-            action_id: &'a str,
-            trigger: &'a str,
-            rule_version: &'a str,
-            customer_id: &'a Option<String>,
-            anonymous_id: &'a Option<String>,
-            store_id: &'a Option<String>,
-            channel: &'a str,
-            template: &'a str,
-            fired_at: Timestamp,
-            emitted_at: Option<Timestamp>,
-            group: Group,
-            reason: &'static str,
-            detail: &'a str,
-            suppressed_at: Timestamp,
-            action_reason: &'a str,
-            payload: &'a serde_json::Value,
-        }
-        let a = &self.action;
-        Record {
-            action_id: &a.action_id,
-            trigger: &a.trigger,
-            rule_version: &a.rule_version,
-            customer_id: &a.customer_id,
-            anonymous_id: &a.anonymous_id,
-            store_id: &a.store_id,
-            channel: &a.channel,
-            template: &a.template,
-            fired_at: a.fired_at,
-            emitted_at: a.emitted_at,
-            group: a.group,
-            reason: self.reason.as_str(),
-            detail: &self.detail,
-            suppressed_at: self.at,
-            action_reason: &a.reason,
-            payload: &a.payload,
-        }
-        .serialize(s)
-    }
-}
-
-/// What the policies learn from a customer's own events.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Fact {
-    /// A `profile`: consent changes, time zone, home store (`None`: unchanged).
-    Profile {
-        /// The customer key.
-        key: Str,
-        /// Channels whose consent the profile states.
-        consent: Vec<(String, bool)>,
-        /// IANA zone.
-        timezone: Option<Str>,
-        /// Home store.
-        home_store: Option<Str>,
-    },
-    /// A `store`: its time zone.
-    Store {
-        /// The store.
-        store_id: Str,
-        /// IANA zone.
-        timezone: Option<Str>,
-    },
-    /// A `purchase`, for attribution.
-    Purchase {
-        /// The customer key.
-        key: Str,
-        /// The order.
-        transaction_id: Str,
-        /// Total paid.
-        value: Decimal,
-        /// ISO 4217 code.
-        currency: Option<Str>,
-    },
-    /// An `erase`.
-    Erase {
-        /// The customer key (or one of their anonymous keys).
-        key: Str,
-    },
-}
-
-impl Fact {
-    /// The fact `event`, resolved to `key`, carries for the policies, if any.
-    pub fn of(key: &str, event: &Event) -> Option<Fact> {
-        match &event.kind {
-            EventKind::Profile(p) => Some(Fact::Profile {
-                key: Str::from(key),
-                consent: p
-                    .consent
-                    .as_ref()
-                    .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
-                    .unwrap_or_default(),
-                timezone: p.timezone.clone(),
-                home_store: p.home_store_id.clone(),
-            }),
-            EventKind::Store(s) => Some(Fact::Store {
-                store_id: event.store_id.clone().unwrap_or_default(),
-                timezone: s.timezone.clone(),
-            }),
-            EventKind::Purchase(tx) => Some(Fact::Purchase {
-                key: Str::from(key),
-                transaction_id: tx.transaction_id.clone(),
-                value: tx.value.unwrap_or_default(),
-                currency: tx.currency.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
-
-/// One input of a [`Policy`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum Input {
-    /// A fact, at its event's time.
-    Fact(Timestamp, Fact),
-    /// A customer-facing action, at its `fired_at`.
-    Action(Box<Action>),
-}
-
-/// What the policies decided since the last call.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Actions to write to `notifications` (treatment and control).
-    pub written: Vec<Action>,
-    /// Actions stopped, to write to `suppressions`.
-    pub suppressed: Vec<Suppression>,
-    /// Purchases credited to actions, to write to `conversions`.
-    pub conversions: Vec<Conversion>,
-    /// Actions of erased customers, dropped without a record.
-    pub erased: u64,
-    /// Actions whose `action_id` was already written.
-    pub duplicates: u64,
-}
-
-impl Output {
-    /// Whether there is nothing to write or count.
-    pub fn is_empty(&self) -> bool {
-        self.written.is_empty()
-            && self.suppressed.is_empty()
-            && self.conversions.is_empty()
-            && self.erased == 0
-            && self.duplicates == 0
-    }
-}
 
 /// The policies' settings, checked.
 #[derive(Clone, Debug)]
@@ -666,96 +481,6 @@ impl Policy {
     /// Customers with policy state.
     pub fn customers(&self) -> usize {
         self.customers.len()
-    }
-
-    /// Everything the policies hold, for a checkpoint.
-    pub fn snapshot(&self) -> Box<dyn StateImage> {
-        let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
-        rows.push(("m".into(), json(&(self.frontier.as_nanos(), self.next))));
-        for (k, c) in &self.customers {
-            rows.push((format!("c:{k}"), json(c)));
-        }
-        for (s, tz) in &self.stores {
-            rows.push((format!("s:{s}"), tz.as_bytes().to_vec()));
-        }
-        for h in self.erased.hashes() {
-            rows.push((format!("e:{h:032x}"), Vec::new()));
-        }
-        for (i, (order, entry)) in self.agenda.iter().enumerate() {
-            let o = (order.0.as_nanos(), order.1, order.2, order.3);
-            rows.push((format!("a:{i}"), json(&(o, entry))));
-        }
-        for (i, ((k, w), actions)) in self.windows.iter().enumerate() {
-            rows.push((format!("w:{i}"), json(&(k, w, actions))));
-        }
-        for (day, ids) in self.seen.days() {
-            rows.push((format!("d:{day}"), json(&ids)));
-        }
-        Box::new(Rows(rows))
-    }
-
-    /// Restores one row written by [`snapshot`](Self::snapshot).
-    pub fn restore(&mut self, key: &str, bytes: &[u8]) -> Result<(), String> {
-        let bad = |e: serde_json::Error| format!("policy row {key:?}: {e}");
-        let (kind, rest) = key.split_once(':').unwrap_or((key, ""));
-        match kind {
-            "m" => {
-                let (frontier, next): (i64, u64) = serde_json::from_slice(bytes).map_err(bad)?;
-                self.frontier = Timestamp::from_nanos(frontier);
-                self.next = next;
-            }
-            "c" => {
-                self.customers
-                    .insert(Str::from(rest), serde_json::from_slice(bytes).map_err(bad)?);
-            }
-            "s" => {
-                let tz = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-                self.stores.insert(Str::from(rest), Str::from(tz));
-            }
-            "e" => {
-                let h = u128::from_str_radix(rest, 16).map_err(|e| e.to_string())?;
-                self.erased.restore(h);
-            }
-            "a" => {
-                let ((t, rank, from, seq), entry): ((i64, u8, u32, u64), Entry) =
-                    serde_json::from_slice(bytes).map_err(bad)?;
-                self.agenda
-                    .insert((Timestamp::from_nanos(t), rank, from, seq), entry);
-            }
-            "w" => {
-                let (k, w, actions): (Str, i64, Vec<Action>) =
-                    serde_json::from_slice(bytes).map_err(bad)?;
-                self.windows.insert((k, w), actions);
-            }
-            "d" => {
-                let day: i64 = rest.parse().map_err(|_| format!("policy row {key:?}"))?;
-                self.seen
-                    .restore(day, serde_json::from_slice(bytes).map_err(bad)?);
-            }
-            _ => return Err(format!("unknown policy row {key:?}")),
-        }
-        Ok(())
-    }
-}
-
-/// Serializing plain data to JSON cannot fail.
-fn json<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-/// A policy snapshot: rows encoded when taken (policy state is per customer with
-/// consent or actions, far smaller than the triggers').
-struct Rows(Vec<(String, Vec<u8>)>);
-
-impl StateImage for Rows {
-    fn encode(&self, out: &mut dyn FnMut(&str, &[u8])) {
-        for (k, v) in &self.0 {
-            out(k, v);
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::action::OutputTopic;
+use rust_decimal::Decimal;
 
 fn t(s: &str) -> Timestamp {
     Timestamp::parse_rfc3339(s).unwrap()

@@ -59,6 +59,7 @@ pub async fn run(
         reply: None,
         stash: VecDeque::new(),
         out: Output::default(),
+        held: 0,
         buf: Vec::with_capacity(4096),
         sinks,
         stats,
@@ -93,6 +94,8 @@ struct Task {
     reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
     stash: VecDeque<PolicyMsg>,
     out: Output,
+    /// Actions held, as last added to `footfall_actions_held`.
+    held: i64,
     buf: Vec<u8>,
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
@@ -196,7 +199,9 @@ impl Task {
         out.conversions.clear();
         out.erased = 0;
         out.duplicates = 0;
-        let _ = policy;
+        let held = policy.held() as i64;
+        m.actions_held.add(held - self.held);
+        self.held = held;
         Ok(())
     }
 }

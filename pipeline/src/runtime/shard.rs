@@ -106,21 +106,18 @@ impl Pending {
         // Customer-facing actions go on to their customer's policy task; the time they
         // took to get there is their latency (what the policies hold back is by design).
         let n = self.outbox.len() as u32;
-        let mut k = 0;
-        for i in 0..self.actions.len() {
-            if self.actions[i].topic == OutputTopic::Notifications {
-                let a = self.actions[i].clone();
-                m.latency.observe(self.read_ats[i].elapsed().as_secs_f64());
-                let key = a.customer_id.as_deref().unwrap_or("");
-                self.outbox[partition_for(key, n) as usize].push(Input::Action(Box::new(a)));
+        let actions = std::mem::take(&mut self.actions);
+        let read_ats = std::mem::take(&mut self.read_ats);
+        for (a, read_at) in actions.into_iter().zip(read_ats) {
+            if a.topic == OutputTopic::Notifications {
+                m.latency.observe(read_at.elapsed().as_secs_f64());
+                let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
+                self.outbox[p].push(Input::Action(Box::new(a)));
             } else {
-                self.actions.swap(k, i);
-                self.read_ats.swap(k, i);
-                k += 1;
+                self.actions.push(a);
+                self.read_ats.push(read_at);
             }
         }
-        self.actions.truncate(k);
-        self.read_ats.truncate(k);
         self.sinks.write_actions(&mut self.actions, &mut self.buf)?;
         self.latencies.clear();
         // Actions already in the output (a replay over the same log) are not new.
