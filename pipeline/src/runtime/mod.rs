@@ -266,6 +266,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         let policies = shard::Policies {
             me: i as u32,
             tasks: policy_txs.clone(),
+            sent: vec![Timestamp::MIN; n as usize],
         };
         worker_tasks.push(tokio::spawn(shard::run(
             worker,

@@ -9,7 +9,7 @@ use footfall_operators::event::{Event, Str};
 use footfall_operators::key::partition_for;
 use footfall_operators::policy::{Fact, Input};
 use footfall_operators::state::StateImage;
-use footfall_operators::time::Timestamp;
+use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
@@ -147,19 +147,35 @@ pub struct Policies {
     pub me: u32,
     /// Every policy task, by output partition.
     pub tasks: Vec<mpsc::Sender<PolicyMsg>>,
+    /// The progress last sent to each task.
+    pub sent: Vec<Timestamp>,
 }
+
+/// A task with nothing new from this worker hears of its progress at most this often
+/// (event time): progress only lets it decide sooner, and a message per batch per task
+/// costs more than the policies themselves.
+const PROGRESS_EVERY: Span = Span::from_secs(1);
 
 impl Policies {
     /// Sends every policy task its outbox and this worker's progress, and the barrier
     /// when there is one.
     async fn send(
-        &self,
+        &mut self,
         p: &mut Pending,
         progress: Timestamp,
         mut barrier: Option<oneshot::Sender<Box<dyn StateImage>>>,
+        last: bool,
     ) -> Result<(), LogError> {
         let at_barrier = barrier.is_some();
         for (j, tx) in self.tasks.iter().enumerate() {
+            if !at_barrier
+                && !last
+                && p.outbox[j].is_empty()
+                && progress < self.sent[j].plus(PROGRESS_EVERY)
+            {
+                continue;
+            }
+            self.sent[j] = progress;
             let msg = PolicyMsg {
                 from: self.me,
                 items: std::mem::take(&mut p.outbox[j]),
@@ -188,7 +204,7 @@ pub async fn run(
     mut rx: mpsc::Receiver<Vec<Work>>,
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
-    policies: Policies,
+    mut policies: Policies,
 ) -> Result<Worker, LogError> {
     let m = metrics::get();
     let n = policies.tasks.len() as u32;
@@ -233,7 +249,9 @@ pub async fn run(
                     // their policy task, ahead of its barrier) before the state that
                     // says they fired is in a checkpoint.
                     p.emit()?;
-                    policies.send(&mut p, worker.clock(), Some(policy)).await?;
+                    policies
+                        .send(&mut p, worker.clock(), Some(policy), false)
+                        .await?;
                     let paused = Instant::now();
                     let snap = worker.snapshot();
                     let secs = paused.elapsed();
@@ -264,7 +282,7 @@ pub async fn run(
             p.mark(read_at);
         }
         p.emit()?;
-        policies.send(&mut p, worker.clock(), None).await?;
+        policies.send(&mut p, worker.clock(), None, false).await?;
         for (op, n) in worker.take_evicted() {
             m.state_evicted.with_label_values(&[op]).inc_by(n);
         }
@@ -273,5 +291,7 @@ pub async fn run(
         last_timers = timers;
     }
     m.timers_pending.sub(last_timers);
+    // The input ended: the policy tasks apply everything up to this worker's clock.
+    policies.send(&mut p, worker.clock(), None, true).await?;
     Ok(worker)
 }
