@@ -40,6 +40,7 @@ use crate::action::{Action, Group};
 use crate::config::{FrequencyCap, PolicyConfig, parse_hhmm};
 use crate::event::Str;
 use crate::local;
+use crate::state::KeyedState;
 use crate::time::{Span, Timestamp};
 
 pub use holdout::{Holdout, holdout_bucket};
@@ -150,12 +151,14 @@ const RELEASE: u8 = 3;
 /// The delivery policies of one output partition's customers.
 pub struct Policy {
     settings: Settings,
-    customers: FxHashMap<Str, Customer>,
+    customers: KeyedState<Customer>,
     stores: FxHashMap<Str, Str>,
     erased: Erased,
     agenda: BTreeMap<Order, Entry>,
     windows: FxHashMap<(Str, i64), Vec<Action>>,
     seen: Seen,
+    /// Actions in `windows` and releases in `agenda`: what [`held`](Self::held) reports.
+    held: usize,
     /// Inputs before it have been applied; windows ending at or before it are decided.
     frontier: Timestamp,
     next: u64,
@@ -166,12 +169,13 @@ impl Policy {
     pub fn new(settings: Settings) -> Self {
         Policy {
             settings,
-            customers: FxHashMap::default(),
+            customers: KeyedState::default(),
             stores: FxHashMap::default(),
             erased: Erased::default(),
             agenda: BTreeMap::new(),
             windows: FxHashMap::default(),
             seen: Seen::default(),
+            held: 0,
             frontier: Timestamp::MIN,
             next: 0,
         }
@@ -221,6 +225,9 @@ impl Policy {
                 break;
             }
             let entry = first.remove();
+            if matches!(entry, Entry::Release(_)) {
+                self.held -= 1;
+            }
             self.apply(at, entry, out);
         }
         self.frontier = self.frontier.max(to);
@@ -232,6 +239,9 @@ impl Policy {
             return;
         }
         self.next += 1;
+        if matches!(entry, Entry::Release(_)) {
+            self.held += 1;
+        }
         self.agenda.insert((at, rank, u32::MAX, self.next), entry);
     }
 
@@ -255,7 +265,7 @@ impl Policy {
                 if self.erased.contains(&key) {
                     return;
                 }
-                let c = self.customers.entry(key).or_default();
+                let c = self.customers.get_or_default(&key);
                 consent::update(&mut c.consent, &consent);
                 if timezone.is_some() {
                     c.timezone = timezone;
@@ -300,6 +310,7 @@ impl Policy {
                 return true;
             }
             out.erased += held.len() as u64;
+            self.held -= held.len();
             false
         });
         self.agenda.retain(|_, e| {
@@ -313,6 +324,9 @@ impl Policy {
             };
             if names && matches!(e, Entry::Action(_) | Entry::Release(_)) {
                 out.erased += 1;
+            }
+            if names && matches!(e, Entry::Release(_)) {
+                self.held -= 1;
             }
             !names
         });
@@ -368,6 +382,7 @@ impl Policy {
         }
         let held = self.windows.entry((key.clone(), w)).or_default();
         held.push(a);
+        self.held += 1;
         if held.len() == 1 {
             self.schedule(
                 end,
@@ -386,6 +401,7 @@ impl Policy {
         let Some(actions) = self.windows.remove(&(customer.clone(), w)) else {
             return;
         };
+        self.held -= actions.len();
         let Some((winner, losers)) = arbitration::decide(actions, &self.settings.priority) else {
             return;
         };
@@ -410,7 +426,7 @@ impl Policy {
     fn admit(&mut self, a: Action, at: Timestamp, out: &mut Output) {
         let key = Self::customer_key(&a);
         let tz = self.zone(&key);
-        let c = self.customers.entry(key).or_default();
+        let c = self.customers.get_or_default(&key);
         if let Err(why) = c
             .caps
             .admit(&self.settings.caps, &a.channel, tz, a.fired_at)
@@ -446,11 +462,7 @@ impl Policy {
             return;
         }
         if let Some(c) = a.customer_id.as_deref() {
-            self.customers
-                .entry(Str::from(c))
-                .or_default()
-                .latest
-                .record(&a);
+            self.customers.get_or_default(c).latest.record(&a);
         }
         out.written.push(a);
     }
@@ -470,12 +482,7 @@ impl Policy {
 
     /// Actions held for arbitration or quiet hours.
     pub fn held(&self) -> usize {
-        self.windows.values().map(Vec::len).sum::<usize>()
-            + self
-                .agenda
-                .values()
-                .filter(|e| matches!(e, Entry::Release(_)))
-                .count()
+        self.held
     }
 
     /// Customers with policy state.

@@ -1,5 +1,10 @@
 //! The policies' state in a checkpoint: one row per customer, store, erased key, agenda
 //! entry, open window and day of written ids.
+//!
+//! Customers and written ids, the bulk, are shared with the image and encoded (with
+//! postcard) on the checkpointer's thread, as operator state is; the rest, small, is
+//! encoded (as JSON) when the snapshot is taken. Restore also reads the JSON customer
+//! and day rows (`c:`, `d:`) of earlier checkpoints.
 
 use serde::Serialize;
 
@@ -14,9 +19,6 @@ impl Policy {
     pub fn snapshot(&self) -> Box<dyn StateImage> {
         let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
         rows.push(("m".into(), json(&(self.frontier.as_nanos(), self.next))));
-        for (k, c) in &self.customers {
-            rows.push((format!("c:{k}"), json(c)));
-        }
         for (s, tz) in &self.stores {
             rows.push((format!("s:{s}"), tz.as_bytes().to_vec()));
         }
@@ -30,10 +32,11 @@ impl Policy {
         for (i, ((k, w), actions)) in self.windows.iter().enumerate() {
             rows.push((format!("w:{i}"), json(&(k, w, actions))));
         }
-        for (day, ids) in self.seen.days() {
-            rows.push((format!("d:{day}"), json(&ids)));
-        }
-        Box::new(Rows(rows))
+        Box::new(Image {
+            rows,
+            customers: self.customers.image(),
+            days: self.seen.days().map(|(d, ids)| (d, ids.to_vec())).collect(),
+        })
     }
 
     /// Restores one row written by [`snapshot`](Self::snapshot).
@@ -46,9 +49,14 @@ impl Policy {
                 self.frontier = Timestamp::from_nanos(frontier);
                 self.next = next;
             }
+            "C" => {
+                let c =
+                    postcard::from_bytes(bytes).map_err(|e| format!("policy row {key:?}: {e}"))?;
+                self.customers.insert(rest, c);
+            }
             "c" => {
                 self.customers
-                    .insert(Str::from(rest), serde_json::from_slice(bytes).map_err(bad)?);
+                    .insert(rest, serde_json::from_slice(bytes).map_err(bad)?);
             }
             "s" => {
                 let tz = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
@@ -61,18 +69,26 @@ impl Policy {
             "a" => {
                 let ((t, rank, from, seq), entry): ((i64, u8, u32, u64), Entry) =
                     serde_json::from_slice(bytes).map_err(bad)?;
+                if matches!(entry, Entry::Release(_)) {
+                    self.held += 1;
+                }
                 self.agenda
                     .insert((Timestamp::from_nanos(t), rank, from, seq), entry);
             }
             "w" => {
                 let (k, w, actions): (Str, i64, Vec<Action>) =
                     serde_json::from_slice(bytes).map_err(bad)?;
+                self.held += actions.len();
                 self.windows.insert((k, w), actions);
             }
-            "d" => {
+            "D" | "d" => {
                 let day: i64 = rest.parse().map_err(|_| format!("policy row {key:?}"))?;
-                self.seen
-                    .restore(day, serde_json::from_slice(bytes).map_err(bad)?);
+                let ids = if kind == "D" {
+                    postcard::from_bytes(bytes).map_err(|e| format!("policy row {key:?}: {e}"))?
+                } else {
+                    serde_json::from_slice(bytes).map_err(bad)?
+                };
+                self.seen.restore(day, ids);
             }
             _ => return Err(format!("unknown policy row {key:?}")),
         }
@@ -85,18 +101,34 @@ fn json<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-/// A policy snapshot: rows encoded when taken (policy state is per customer with
-/// consent or actions, far smaller than the triggers').
-struct Rows(Vec<(String, Vec<u8>)>);
+/// A policy snapshot: the small rows encoded when taken, customers and written ids
+/// when the checkpointer encodes the image.
+struct Image {
+    rows: Vec<(String, Vec<u8>)>,
+    customers: Box<dyn StateImage>,
+    days: Vec<(i64, Vec<u128>)>,
+}
 
-impl StateImage for Rows {
+impl StateImage for Image {
     fn encode(&self, out: &mut dyn FnMut(&str, &[u8])) {
-        for (k, v) in &self.0 {
+        for (k, v) in &self.rows {
             out(k, v);
+        }
+        let mut key = String::new();
+        self.customers.encode(&mut |k, v| {
+            key.clear();
+            key.push_str("C:");
+            key.push_str(k);
+            out(&key, v);
+        });
+        for (day, ids) in &self.days {
+            // A list of integers always encodes.
+            let bytes = postcard::to_allocvec(ids).unwrap_or_default();
+            out(&format!("D:{day}"), &bytes);
         }
     }
 
     fn len(&self) -> usize {
-        self.0.len()
+        self.rows.len() + self.customers.len() + self.days.len()
     }
 }

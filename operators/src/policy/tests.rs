@@ -123,6 +123,7 @@ fn consent_withdrawn_during_quiet_hours_stops_the_held_action() {
     p.advance(t("2026-11-21T00:00:01Z"), &mut later);
     assert_eq!(later.written.len(), 1);
     assert_eq!(later.written[0].customer_id.as_deref(), Some("m-2"));
+    assert_eq!(p.held(), 0, "both released");
     assert_eq!(
         later.written[0].fired_at,
         t("2026-11-20T14:00:00Z"),
@@ -183,6 +184,7 @@ fn an_erased_customer_s_held_and_pending_actions_vanish_without_a_record() {
     // One held for quiet hours, one pending in its window, one after the erase.
     assert_eq!(out.erased, 3);
     assert_eq!(p.customers(), 0);
+    assert_eq!(p.held(), 0);
 }
 
 #[test]
@@ -240,11 +242,15 @@ fn held_actions_and_open_windows_survive_a_restart() {
     let mut first = Policy::new(settings(0));
     let part = run(&mut first, inputs(), "2026-11-20T14:00:40Z");
     assert!(part.written.is_empty());
+    // One held for quiet hours, one in its open arbitration window.
+    assert_eq!(first.held(), 2);
     let mut second = restored(&first);
+    assert_eq!(second.held(), 2);
     let mut rest = Output::default();
     second.advance(t("2026-11-21T01:00:00Z"), &mut rest);
     assert_eq!(rest.written, whole.written);
     assert_eq!(whole.written.len(), 2);
+    assert_eq!(second.held(), 0);
 }
 
 #[test]
@@ -323,4 +329,33 @@ fn purchases_credit_written_actions_in_their_group() {
             ("birthday".to_owned(), Group::Control)
         ]
     );
+}
+
+#[test]
+fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
+    let mut p = Policy::new(settings(0));
+    let a = action("abandoned_cart", "m-1", "2026-11-20T10:00:00Z");
+    let customer = Customer {
+        consent: vec![("push".into(), true)],
+        ..Customer::default()
+    };
+    let id = xxhash_rust::xxh3::xxh3_128(a.action_id.as_bytes());
+    let day = t("2026-11-20T10:00:00Z").as_secs().div_euclid(86_400);
+    p.restore("c:m-1", &serde_json::to_vec(&customer).unwrap())
+        .unwrap();
+    p.restore(&format!("d:{day}"), &serde_json::to_vec(&vec![id]).unwrap())
+        .unwrap();
+    let out = run(
+        &mut p,
+        vec![
+            Input::Action(a),
+            Input::Action(action("birthday", "m-1", "2026-11-20T11:00:00Z")),
+        ],
+        "2026-11-20T12:00:00Z",
+    );
+    // The first was written before the restart; the second passes on the restored
+    // consent.
+    assert_eq!(out.duplicates, 1);
+    assert_eq!(out.written.len(), 1);
+    assert_eq!(out.written[0].trigger, "birthday");
 }
