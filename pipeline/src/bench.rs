@@ -150,6 +150,7 @@ pub async fn measure(
             rate: p.rate,
             shutdown,
             exit_at_end: true,
+            sql: None,
         },
     )
     .await?;

@@ -35,6 +35,86 @@ pub struct Config {
     pub checkpoint: CheckpointConfig,
     /// `[identity]`: how the identity graph links ids.
     pub identity: IdentityConfig,
+    /// `[sql]`: retained tables, query limits and SQL rules.
+    pub sql: SqlConfig,
+    /// `[admin]`: the admin API (SQL queries, rules).
+    pub admin: AdminConfig,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin API (`/v1/query`, `/v1/rules`). Loopback by default; any
+    /// other address needs `token`.
+    pub listen: String,
+    /// Bearer token the admin API requires (`FOOTFALL_ADMIN_TOKEN` overrides).
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:9465".into(),
+            token: None,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Whether `listen` is a loopback address.
+    pub fn is_loopback(&self) -> bool {
+        let host = self
+            .listen
+            .rsplit_once(':')
+            .map_or(self.listen.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']']);
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+/// `[sql]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Seconds of event time each table keeps behind its newest row.
+    pub retention_secs: u64,
+    /// Bytes each table keeps at most (its oldest batches go first).
+    pub retention_bytes: u64,
+    /// Per-table overrides: `[sql.retention.transactions] secs = 7776000`.
+    pub retention: std::collections::BTreeMap<String, RetentionOverride>,
+    /// Memory one query may hold, in bytes.
+    pub query_memory_bytes: u64,
+    /// Seconds one query may run.
+    pub query_timeout_secs: f64,
+    /// Directory of SQL rules (`*.sql`).
+    pub rules_dir: Option<PathBuf>,
+}
+
+/// `[sql.retention.<table>]`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionOverride {
+    /// Seconds of event time kept (default: `sql.retention_secs`).
+    pub secs: Option<u64>,
+    /// Bytes kept (default: `sql.retention_bytes`).
+    pub bytes: Option<u64>,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            retention_secs: 24 * 3600,
+            retention_bytes: 1 << 30,
+            retention: Default::default(),
+            query_memory_bytes: 512 << 20,
+            query_timeout_secs: 30.0,
+            rules_dir: None,
+        }
+    }
 }
 
 /// `[identity]`.
@@ -262,11 +342,25 @@ impl Config {
         if let Some(c) = env_u32("FOOTFALL_WORKER_COUNT") {
             self.transport.worker_count = c;
         }
+        if let Ok(t) = std::env::var("FOOTFALL_ADMIN_TOKEN")
+            && !t.is_empty()
+        {
+            self.admin.token = Some(t);
+        }
     }
 
     /// Everything wrong with the values, each naming its key.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if !self.admin.is_loopback() && self.admin.token.as_deref().is_none_or(str::is_empty) {
+            p.push(format!(
+                "admin.listen: {} is not a loopback address, so the admin API needs admin.token (or FOOTFALL_ADMIN_TOKEN)",
+                self.admin.listen
+            ));
+        }
+        if let Err(e) = crate::sql::check(&self.sql) {
+            p.push(e);
+        }
         let t = &self.transport;
         if t.partitions == 0 {
             p.push("transport.partitions: must be at least 1".into());

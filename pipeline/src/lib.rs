@@ -26,6 +26,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -35,3 +36,5 @@ pub mod log;
 pub mod metrics;
 pub mod runtime;
 pub mod server;
+pub mod sql;
+pub mod sqlbench;

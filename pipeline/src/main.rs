@@ -136,6 +136,32 @@ enum Command {
         #[command(subcommand)]
         command: IdentityCommand,
     },
+    /// Run a read-only SQL query over a data directory's retained tables (input topics
+    /// and the actions written), offline.
+    Sql {
+        /// The query (`SELECT ...`).
+        query: String,
+        /// Query this data directory offline instead of a running service.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The running service's admin API.
+        #[arg(long, default_value = "http://127.0.0.1:9465")]
+        url: String,
+        /// Bearer token of the admin API.
+        #[arg(long, env = "FOOTFALL_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// `table` for a terminal, `json` for one JSON object per row.
+        #[arg(long, default_value = "table")]
+        format: SqlFormat,
+    },
+    /// SQL rules: check them, or run their tests.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Lift per trigger: actions, conversions, conversion rate and revenue per customer
     /// in treatment and control, the lift and its p-value.
     Lift {
@@ -194,10 +220,43 @@ enum Command {
         /// Memory workload: one open cart per customer (`--customers`, default `--events`).
         #[arg(long)]
         open_carts: bool,
+        /// SQL workload: the retained tables' bytes a row, a tumbling aggregate over
+        /// `--sql-rows` clickstream rows, and the cost of the rules in `--rules`.
+        #[arg(long)]
+        sql: bool,
+        /// Clickstream rows for `--sql`.
+        #[arg(long, default_value_t = 5_000_000)]
+        sql_rows: u64,
+        /// Rules directory for `--sql`.
+        #[arg(long, default_value = "deploy/rules")]
+        rules: PathBuf,
         /// Only generate and write the input into --data-dir, then print what was written
         /// (the measuring process runs this in a child).
         #[arg(long, hide = true)]
         prepare_only: bool,
+    },
+}
+
+/// How `footfall sql` prints rows.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SqlFormat {
+    Table,
+    Json,
+}
+
+/// `footfall rules ...`.
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Parse and plan every rule in DIR against the tables' schemas; exit 1 on any error,
+    /// each printed as file:line:column.
+    Validate {
+        /// The rules directory.
+        dir: PathBuf,
+    },
+    /// Run each rule's test (NAME.test.jsonl input, NAME.expected.jsonl actions).
+    Test {
+        /// The rules directory.
+        dir: PathBuf,
     },
 }
 
@@ -368,6 +427,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                     data_dir,
                 },
         } => cli::checkpoint::identity_show(&load_config(config.as_deref(), data_dir)?, &id).await,
+        Command::Sql {
+            query,
+            data_dir,
+            url,
+            token,
+            config,
+            format,
+        } => {
+            let json = matches!(format, SqlFormat::Json);
+            if data_dir.is_some() || config.is_some() {
+                cli::sql::query(&load_config(config.as_deref(), data_dir)?, &query, json).await
+            } else {
+                cli::sql::remote(&url, token.as_deref(), &query, json).await
+            }
+        }
+        Command::Rules { command } => match command {
+            RulesCommand::Validate { dir } => cli::sql::validate(&dir).await,
+            RulesCommand::Test { dir } => cli::sql::test(&dir).await,
+        },
         Command::Lift { data_dir, config } => {
             let cfg = load_config(config.as_deref(), data_dir)?;
             let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
@@ -416,8 +494,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             config,
             data_dir,
             open_carts,
+            sql,
+            sql_rows,
+            rules,
             prepare_only,
         } => {
+            if sql {
+                return footfall_pipeline::sqlbench::run(sql_rows, &rules).await;
+            }
             let cfg = load_config(config.as_deref(), None)?;
             let tmp;
             let dir = match data_dir {
@@ -572,6 +656,21 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
         .with_context(|| format!("server.listen: cannot bind {}", cfg.server.listen))?;
     let ready = server::Readiness::default();
     let http = tokio::spawn(server::serve(listener, ready.clone(), shutdown.clone()));
+    let hub = std::sync::Arc::new(footfall_sql::hub::Hub::default());
+    let admin_listener = tokio::net::TcpListener::bind(&cfg.admin.listen)
+        .await
+        .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
+    let admin = std::sync::Arc::new(footfall_pipeline::admin::Admin {
+        hub: hub.clone(),
+        limits: footfall_pipeline::sql::limits(&cfg.sql),
+        token: cfg.admin.token.clone(),
+    });
+    let admin_http = tokio::spawn(footfall_pipeline::admin::serve(
+        admin_listener,
+        admin,
+        shutdown.clone(),
+    ));
+    tracing::info!(listen = %cfg.admin.listen, "admin API (SQL) listening");
     tracing::info!(listen = %cfg.server.listen, data_dir = %cfg.transport.data_dir.display(), "footfall running");
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -588,11 +687,13 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
             rate: None,
             shutdown,
             exit_at_end: false,
+            sql: Some(hub.clone()),
         },
     )
     .await;
     ready.set(false);
     let _ = http.await;
+    let _ = admin_http.await;
     let summary = summary?;
     print_summary(&summary, &mut std::io::stderr())?;
     Ok(())

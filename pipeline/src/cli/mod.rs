@@ -4,4 +4,5 @@ pub mod checkpoint;
 pub mod churn;
 pub mod demo;
 pub mod report;
+pub mod sql;
 pub mod topics;

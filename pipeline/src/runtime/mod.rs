@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Live: stop once every source has read all there is (paced benchmarks over a
     /// finite input), instead of waiting for more.
     pub exit_at_end: bool,
+    /// Where workers publish their retained tables for SQL (the service); `None`
+    /// retains nothing.
+    pub sql: Option<Arc<footfall_sql::hub::Hub>>,
 }
 
 /// What a run did.
@@ -117,6 +120,7 @@ pub async fn replay(
         rate: None,
         shutdown,
         exit_at_end: false,
+        sql: None,
     };
     run(cfg, log, opts).await
 }
@@ -268,12 +272,17 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             tasks: policy_txs.clone(),
             sent: vec![Timestamp::MIN; n as usize],
         };
+        let retain = opts
+            .sql
+            .as_ref()
+            .map(|hub| shard::Retain::new(crate::sql::tables(&cfg.sql), hub.clone(), i as u32));
         worker_tasks.push(tokio::spawn(shard::run(
             worker,
             rx,
             sinks.clone(),
             stats.clone(),
             policies,
+            retain,
         )));
         worker_txs.push(tx);
     }

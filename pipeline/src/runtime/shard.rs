@@ -198,6 +198,38 @@ impl Policies {
     }
 }
 
+/// A worker's retained input, published for the service's SQL.
+pub struct Retain {
+    tables: footfall_sql::Tables,
+    hub: Arc<footfall_sql::hub::Hub>,
+    me: u32,
+    published: Option<Instant>,
+}
+
+/// Wall time between a worker's publications of its tables.
+const PUBLISH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Retain {
+    /// Worker `me`'s tables, published to `hub`.
+    pub fn new(tables: footfall_sql::Tables, hub: Arc<footfall_sql::hub::Hub>, me: u32) -> Self {
+        Retain {
+            tables,
+            hub,
+            me,
+            published: None,
+        }
+    }
+
+    fn publish(&mut self, clock: Timestamp, now: bool) {
+        if !now && self.published.is_some_and(|t| t.elapsed() < PUBLISH_EVERY) {
+            return;
+        }
+        self.tables.seal();
+        self.hub.publish(self.me, self.tables.snapshot(), clock);
+        self.published = Some(Instant::now());
+    }
+}
+
 /// Runs one partition worker until the sequencer hangs up.
 pub async fn run(
     mut worker: Worker,
@@ -205,6 +237,7 @@ pub async fn run(
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
     mut policies: Policies,
+    mut retain: Option<Retain>,
 ) -> Result<Worker, LogError> {
     let m = metrics::get();
     let n = policies.tasks.len() as u32;
@@ -227,6 +260,9 @@ pub async fn run(
                     read_at,
                 } => {
                     worker.on_event(&key, &event, &mut p.actions);
+                    if let Some(r) = &mut retain {
+                        r.tables.append_event(&key, &event);
+                    }
                     if let Some(fact) = Fact::of(&key, &event) {
                         p.outbox[policies.me as usize].push(Input::Fact(event.timestamp, fact));
                     }
@@ -262,6 +298,10 @@ pub async fn run(
                 }
                 Work::Erase { key, at } => {
                     worker.erase(&key);
+                    if let Some(r) = &mut retain {
+                        r.tables.erase(&key);
+                        r.publish(worker.clock(), true);
+                    }
                     if partition_for(&key, n) == policies.me {
                         let fact = Fact::Erase { key };
                         p.outbox[policies.me as usize].push(Input::Fact(at, fact));
@@ -283,6 +323,9 @@ pub async fn run(
         }
         p.emit()?;
         policies.send(&mut p, worker.clock(), None, false).await?;
+        if let Some(r) = &mut retain {
+            r.publish(worker.clock(), false);
+        }
         for (op, n) in worker.take_evicted() {
             m.state_evicted.with_label_values(&[op]).inc_by(n);
         }
@@ -291,6 +334,9 @@ pub async fn run(
         last_timers = timers;
     }
     m.timers_pending.sub(last_timers);
+    if let Some(r) = &mut retain {
+        r.publish(worker.clock(), true);
+    }
     // The input ended: the policy tasks apply everything up to this worker's clock.
     policies.send(&mut p, worker.clock(), None, true).await?;
     Ok(worker)
