@@ -14,10 +14,11 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post, put};
 use footfall_sql::hub::Hub;
 use footfall_sql::{Engine, Limits, QueryError, format};
 use serde_json::json;
@@ -32,6 +33,8 @@ pub struct Admin {
     pub limits: Limits,
     /// The bearer token requests must carry, if any.
     pub token: Option<String>,
+    /// The SQL rules.
+    pub rules: Arc<crate::rules::Rules>,
 }
 
 /// Arrow IPC streaming format's media type.
@@ -41,6 +44,8 @@ pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/v1/query", post(query))
+        .route("/v1/rules", get(list_rules))
+        .route("/v1/rules/{name}", put(put_rule))
         .with_state(admin)
 }
 
@@ -142,6 +147,66 @@ async fn query(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes)
         .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
+}
+
+async fn list_rules(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
+    if !authorized(admin.token.as_deref(), &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this admin API needs Authorization: Bearer <admin.token>",
+        );
+    }
+    axum::Json(json!({ "rules": admin.rules.list() })).into_response()
+}
+
+/// Validates the body as rule `name`; if valid, saves it to the rules directory and
+/// runs it from now on (400 with file:line:column otherwise, the old version running).
+async fn put_rule(
+    State(admin): State<Arc<Admin>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(admin.token.as_deref(), &headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this admin API needs Authorization: Bearer <admin.token>",
+        );
+    }
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a rule name is lowercase letters, digits and _",
+        );
+    }
+    let Some(dir) = admin.rules.dir() else {
+        return error(StatusCode::CONFLICT, "no sql.rules_dir is configured");
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        return error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let path = dir.join(format!("{name}.sql"));
+    let status = match admin.rules.install(&path, text.clone()).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    // Saved whole or not at all: written aside, then renamed over the old file.
+    let tmp = dir.join(format!(".{name}.sql.tmp"));
+    let saved = std::fs::write(&tmp, text.as_bytes()).and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = saved {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "the rule runs but could not be saved to {}: {e}",
+                path.display()
+            ),
+        );
+    }
+    axum::Json(json!({ "rule": status })).into_response()
 }
 
 #[cfg(test)]

@@ -151,6 +151,7 @@ pub async fn measure(
             shutdown,
             exit_at_end: true,
             sql: None,
+            rule_actions: None,
         },
     )
     .await?;

@@ -90,8 +90,10 @@ pub struct SqlConfig {
     pub query_memory_bytes: u64,
     /// Seconds one query may run.
     pub query_timeout_secs: f64,
-    /// Directory of SQL rules (`*.sql`).
+    /// Directory of SQL rules (`*.sql`), read again every 2 s by `footfall run`.
     pub rules_dir: Option<PathBuf>,
+    /// Failed or overrun evaluations in a row after which a rule is quarantined.
+    pub rule_failures_to_quarantine: u32,
 }
 
 /// `[sql.retention.<table>]`.
@@ -113,6 +115,7 @@ impl Default for SqlConfig {
             query_memory_bytes: 512 << 20,
             query_timeout_secs: 30.0,
             rules_dir: None,
+            rule_failures_to_quarantine: 3,
         }
     }
 }

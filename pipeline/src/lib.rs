@@ -34,6 +34,7 @@ pub mod generate;
 pub mod lift;
 pub mod log;
 pub mod metrics;
+pub mod rules;
 pub mod runtime;
 pub mod server;
 pub mod sql;

@@ -660,10 +660,25 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
     let admin_listener = tokio::net::TcpListener::bind(&cfg.admin.listen)
         .await
         .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
+    let limits = footfall_pipeline::sql::limits(&cfg.sql);
+    let rules = std::sync::Arc::new(footfall_pipeline::rules::Rules::new(
+        cfg.sql.rules_dir.clone(),
+        cfg.sql.rule_failures_to_quarantine,
+        limits,
+    ));
+    rules.reload().await;
+    let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(footfall_pipeline::rules::run(
+        rules.clone(),
+        hub.clone(),
+        rule_tx,
+        shutdown.clone(),
+    ));
     let admin = std::sync::Arc::new(footfall_pipeline::admin::Admin {
         hub: hub.clone(),
-        limits: footfall_pipeline::sql::limits(&cfg.sql),
+        limits,
         token: cfg.admin.token.clone(),
+        rules,
     });
     let admin_http = tokio::spawn(footfall_pipeline::admin::serve(
         admin_listener,
@@ -688,6 +703,7 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
             shutdown,
             exit_at_end: false,
             sql: Some(hub.clone()),
+            rule_actions: Some(rule_rx),
         },
     )
     .await;

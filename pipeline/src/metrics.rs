@@ -45,6 +45,13 @@ pub struct Metrics {
     pub actions_deduplicated: IntCounter,
     /// `footfall_actions_held`: actions held for arbitration or quiet hours.
     pub actions_held: IntGauge,
+    /// `footfall_rule_runs_total{rule,outcome}`: SQL rule evaluations (`ok`, `failed`,
+    /// `timeout`).
+    pub rule_runs: IntCounterVec,
+    /// `footfall_rule_actions_total{rule}`: actions SQL rules produced.
+    pub rule_actions: IntCounterVec,
+    /// `footfall_rules_quarantined`: SQL rules stopped after repeated failures.
+    pub rules_quarantined: IntGauge,
     /// `footfall_conversions_total{trigger,group}`: purchases credited to an action.
     pub conversions: IntCounterVec,
     /// `footfall_conversion_value_total{trigger,group}`: their value (all currencies).
@@ -153,6 +160,21 @@ fn build() -> Metrics {
         "Actions held for an arbitration window or quiet hours.",
     )
     .expect("metric definition");
+    let rule_runs = counter(
+        "footfall_rule_runs_total",
+        "SQL rule evaluations, by outcome (ok, failed, timeout).",
+        &["rule", "outcome"],
+    );
+    let rule_actions = counter(
+        "footfall_rule_actions_total",
+        "Actions produced by SQL rules (before the delivery policies).",
+        &["rule"],
+    );
+    let rules_quarantined = IntGauge::new(
+        "footfall_rules_quarantined",
+        "SQL rules stopped after repeated failures or overruns.",
+    )
+    .expect("metric definition");
     let state_evicted = counter(
         "footfall_state_evicted_total",
         "Keys whose state was dropped after the state TTL without activity.",
@@ -251,6 +273,7 @@ fn build() -> Metrics {
         Box::new(actions_erased.clone()),
         Box::new(actions_deduplicated.clone()),
         Box::new(actions_held.clone()),
+        Box::new(rules_quarantined.clone()),
         Box::new(clock.clone()),
         Box::new(watermark_lag.clone()),
         Box::new(latency.clone()),
@@ -280,6 +303,9 @@ fn build() -> Metrics {
         actions_erased,
         actions_deduplicated,
         actions_held,
+        rule_runs,
+        rule_actions,
+        rules_quarantined,
         conversions,
         conversion_value,
         identity_conflicts,

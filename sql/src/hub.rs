@@ -14,6 +14,7 @@ use crate::retained::Snapshot;
 #[derive(Default)]
 pub struct Hub {
     workers: Mutex<BTreeMap<u32, (Snapshot, Timestamp)>>,
+    expected: std::sync::atomic::AtomicUsize,
 }
 
 impl Hub {
@@ -23,15 +24,24 @@ impl Hub {
         w.insert(worker, (tables, clock));
     }
 
+    /// `n` workers will publish: until each has, there is no clock.
+    pub fn expect(&self, n: usize) {
+        self.expected.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Every worker's tables merged, and the earliest of their clocks (what every
-    /// worker has passed).
+    /// worker has passed); no clock until every expected worker has published.
     pub fn snapshot(&self) -> (Snapshot, Option<Timestamp>) {
         let w = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        let expected = self.expected.load(std::sync::atomic::Ordering::Relaxed);
         let mut all = Snapshot::default();
         let mut clock: Option<Timestamp> = None;
         for (s, c) in w.values() {
             all.merge(s.clone());
             clock = Some(clock.map_or(*c, |m| m.min(*c)));
+        }
+        if w.len() < expected {
+            clock = None;
         }
         (all, clock)
     }

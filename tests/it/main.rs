@@ -9,4 +9,5 @@ mod determinism;
 mod golden;
 mod remote;
 mod service;
+mod sql;
 mod support;

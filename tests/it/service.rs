@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{consume, footfall_bin, footfall_ok, path};
 
-fn get(addr: &str, route: &str) -> Option<(u16, String)> {
+pub(crate) fn get(addr: &str, route: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -21,7 +21,7 @@ fn get(addr: &str, route: &str) -> Option<(u16, String)> {
     Some((code, resp))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -29,7 +29,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn wait_until<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn wait_until<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let end = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < end {
         if let Some(v) = f() {
@@ -106,7 +106,7 @@ fn live_service_fires_on_wall_time_serves_metrics_and_stops_cleanly() {
     assert!(status.success(), "exit {status}: {err}");
 }
 
-fn chrono_now() -> String {
+pub(crate) fn chrono_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -43,6 +43,7 @@ pub async fn query(cfg: &Config, sql: &str, json: bool) -> anyhow::Result<()> {
     } else {
         writeln!(out, "{}", format::pretty(&answer)?)?;
     }
+    out.flush()?;
     eprintln!(
         "{} rows in {:.1} ms",
         answer.rows(),
@@ -154,6 +155,8 @@ pub async fn test(dir: &Path) -> anyhow::Result<()> {
 /// Sends `sql` to a running service's admin API at `url` and prints the rows.
 pub async fn remote(url: &str, token: Option<&str>, sql: &str, json: bool) -> anyhow::Result<()> {
     let endpoint = format!("{}/v1/query", url.trim_end_matches('/'));
+    // TLS (an https:// admin API behind a proxy) is rustls on ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let mut req = client.post(&endpoint).body(sql.to_owned());
     if !json {
@@ -194,6 +197,7 @@ pub async fn remote(url: &str, token: Option<&str>, sql: &str, json: bool) -> an
         let batches = reader.collect::<Result<Vec<_>, _>>()?;
         let answer = footfall_sql::Answer { schema, batches };
         writeln!(out, "{}", format::pretty(&answer)?)?;
+        out.flush()?;
         eprintln!("{} rows", answer.rows());
     }
     Ok(())

@@ -56,6 +56,9 @@ pub struct RunOptions {
     /// Where workers publish their retained tables for SQL (the service); `None`
     /// retains nothing.
     pub sql: Option<Arc<footfall_sql::hub::Hub>>,
+    /// Actions of SQL rules, to send through the delivery policies (customer-facing)
+    /// or write (alerts, markdowns).
+    pub rule_actions: Option<mpsc::Receiver<Vec<footfall_operators::action::Action>>>,
 }
 
 /// What a run did.
@@ -121,6 +124,7 @@ pub async fn replay(
         shutdown,
         exit_at_end: false,
         sql: None,
+        rule_actions: None,
     };
     run(cfg, log, opts).await
 }
@@ -176,7 +180,13 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     )?);
     let stats = Arc::new(Stats::default());
 
-    let interest = Worker::new(triggers::build(&cfg.triggers)).interest();
+    let wanted = Worker::new(triggers::build(&cfg.triggers)).interest();
+    // SQL keeps every event, not only those the triggers read.
+    let interest = if opts.sql.is_some() {
+        footfall_operators::event::Interest::ALL
+    } else {
+        wanted
+    };
     let settings = Settings::from_config(&cfg.policy, &cfg.triggers.birthday.default_timezone)
         .map_err(|e| RuntimeError::Task(format!("config: {e}")))?;
     let mut sources = Vec::new();
@@ -286,7 +296,14 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         )));
         worker_txs.push(tx);
     }
-    // The workers hold the only senders: a policy task ends when every worker has.
+    if let Some(hub) = &opts.sql {
+        hub.expect(n as usize);
+    }
+    if let Some(rx) = opts.rule_actions {
+        tokio::spawn(forward_rule_actions(rx, policy_txs.clone(), sinks.clone()));
+    }
+    // The workers (and the rules' forwarder) hold the only senders: a policy task ends
+    // when every one has.
     drop(policy_txs);
 
     let clock = Clock::new(
@@ -300,7 +317,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let sale = footfall_operators::event::Interest::types(&["sale"]);
     let mut seq =
         sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone())
-            .with_sales(interest.union(sale) == interest)
+            .with_sales(wanted.union(sale) == wanted)
             .with_link_any_event(cfg.identity.link_any_event);
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
@@ -491,4 +508,48 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         rss_bytes,
         resumed,
     })
+}
+
+/// Sends SQL rules' actions on: customer-facing ones to their customer's policy task
+/// (as worker 0's input: an action due before what the task has applied applies at
+/// once), the others straight to their topic. Ends when the rules stop.
+async fn forward_rule_actions(
+    mut rx: mpsc::Receiver<Vec<footfall_operators::action::Action>>,
+    tasks: Vec<mpsc::Sender<policy::PolicyMsg>>,
+    sinks: Arc<sink::Sinks>,
+) {
+    use footfall_operators::action::OutputTopic;
+    use footfall_operators::key::partition_for;
+    use footfall_operators::policy::Input;
+    let n = tasks.len() as u32;
+    let mut buf = Vec::new();
+    while let Some(actions) = rx.recv().await {
+        let mut direct = Vec::new();
+        let mut routed: Vec<Vec<Input>> = (0..n).map(|_| Vec::new()).collect();
+        for a in actions {
+            if a.topic == OutputTopic::Notifications {
+                let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
+                routed[p].push(Input::Action(Box::new(a)));
+            } else {
+                direct.push(a);
+            }
+        }
+        if let Err(e) = sinks.write_actions(&mut direct, &mut buf) {
+            tracing::error!(error = %e, "writing SQL rules' actions");
+        }
+        for (p, items) in routed.into_iter().enumerate() {
+            if items.is_empty() {
+                continue;
+            }
+            let msg = policy::PolicyMsg {
+                from: 0,
+                items,
+                progress: Timestamp::MIN,
+                barrier: None,
+            };
+            if tasks[p].send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
 }

@@ -204,6 +204,8 @@ pub struct Retain {
     hub: Arc<footfall_sql::hub::Hub>,
     me: u32,
     published: Option<Instant>,
+    /// Rows or erasures since the last publication.
+    dirty: bool,
 }
 
 /// Wall time between a worker's publications of its tables.
@@ -217,7 +219,16 @@ impl Retain {
             hub,
             me,
             published: None,
+            dirty: true,
         }
+    }
+
+    /// How long until unpublished rows are due to be published, if there are any.
+    fn due(&self) -> Option<std::time::Duration> {
+        self.dirty.then(|| {
+            self.published
+                .map_or(std::time::Duration::ZERO, |t| PUBLISH_EVERY.saturating_sub(t.elapsed()))
+        })
     }
 
     fn publish(&mut self, clock: Timestamp, now: bool) {
@@ -227,6 +238,7 @@ impl Retain {
         self.tables.seal();
         self.hub.publish(self.me, self.tables.snapshot(), clock);
         self.published = Some(Instant::now());
+        self.dirty = false;
     }
 }
 
@@ -251,7 +263,21 @@ pub async fn run(
         outbox: (0..policies.tasks.len()).map(|_| Vec::new()).collect(),
     };
     let mut last_timers = 0i64;
-    while let Some(batch) = rx.recv().await {
+    loop {
+        // Rows not yet published go out within a second even if nothing else arrives.
+        let next = match retain.as_ref().and_then(Retain::due) {
+            Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(b) => b,
+                Err(_) => {
+                    if let Some(r) = &mut retain {
+                        r.publish(worker.clock(), true);
+                    }
+                    continue;
+                }
+            },
+            None => rx.recv().await,
+        };
+        let Some(batch) = next else { break };
         for work in batch {
             let read_at = match work {
                 Work::Event {
@@ -262,6 +288,7 @@ pub async fn run(
                     worker.on_event(&key, &event, &mut p.actions);
                     if let Some(r) = &mut retain {
                         r.tables.append_event(&key, &event);
+                        r.dirty = true;
                     }
                     if let Some(fact) = Fact::of(&key, &event) {
                         p.outbox[policies.me as usize].push(Input::Fact(event.timestamp, fact));

@@ -1,0 +1,338 @@
+//! SQL rules in the running service: loaded from `sql.rules_dir`, evaluated over the
+//! workers' published tables at the pipeline clock, their actions sent through the
+//! delivery policies like any trigger's.
+//!
+//! - **Schedule.** A rule with `every = "1m"` runs at the latest multiple of a minute
+//!   of event time that every worker has passed; an `on_window_close` rule checks each
+//!   minute for windows that closed since its last run.
+//! - **Hot reload.** The directory is read again every two seconds (and on
+//!   `PUT /v1/rules/{name}`): a changed file is parsed and planned first; only a valid
+//!   one replaces the running version, atomically; an invalid one is reported
+//!   (`GET /v1/rules`, the log) and the old version keeps running.
+//! - **Quarantine.** A rule that fails or overruns its time limit
+//!   `sql.rule_failures_to_quarantine` times in a row stops (metric
+//!   `footfall_rules_quarantined`, a log line); the others keep running. Saving a new
+//!   version lifts it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use footfall_operators::action::Action;
+use footfall_operators::time::Timestamp;
+use footfall_sql::hub::Hub;
+use footfall_sql::rules::{Every, Rule, RuleError, files};
+use footfall_sql::{Engine, Limits, QueryError, Retention, Tables};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::metrics;
+
+/// How often the directory is read again.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
+
+/// A rule as the service runs it.
+struct Running {
+    rule: Rule,
+    text: String,
+    fired: HashMap<String, Timestamp>,
+    last: Option<Timestamp>,
+    failures: u32,
+    status: Status,
+}
+
+/// A rule's state, as `GET /v1/rules` lists it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    /// The rule's name (its file's).
+    pub name: String,
+    /// The `version` its header gives.
+    pub version: String,
+    /// `active`, or `quarantined` after repeated failures.
+    pub status: String,
+    /// Its schedule (`60s`, `on_window_close`).
+    pub every: String,
+    /// The topic its actions go to.
+    pub topic: String,
+    /// The last evaluation instant (event time).
+    pub last_run: Option<Timestamp>,
+    /// Evaluations of this version.
+    pub runs: u64,
+    /// Actions it produced (before the delivery policies).
+    pub actions: u64,
+    /// The last run's error, or why a newer version of the file was rejected.
+    pub last_error: Option<String>,
+}
+
+/// The rules of one service.
+pub struct Rules {
+    dir: Option<PathBuf>,
+    quarantine_after: u32,
+    limits: Limits,
+    running: Mutex<BTreeMap<String, Running>>,
+    /// Files whose current text failed to validate: path → (text, error).
+    rejected: Mutex<BTreeMap<PathBuf, (String, String)>>,
+}
+
+fn every_label(e: Every) -> String {
+    match e {
+        Every::Period(n) => format!("{}s", n / 1_000_000_000),
+        Every::WindowClose(_) => "on_window_close".into(),
+    }
+}
+
+impl Rules {
+    /// The rules of `dir` (none without one).
+    pub fn new(dir: Option<PathBuf>, quarantine_after: u32, limits: Limits) -> Self {
+        Rules {
+            dir,
+            quarantine_after: quarantine_after.max(1),
+            limits,
+            running: Mutex::new(BTreeMap::new()),
+            rejected: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn empty_engine() -> Engine {
+        Engine::new(
+            Tables::new(Retention::default()).snapshot(),
+            Limits::default(),
+        )
+    }
+
+    /// Validates `text` as the rule file `path`; on success it replaces the running
+    /// version of that rule.
+    pub async fn install(&self, path: &Path, text: String) -> Result<Status, RuleError> {
+        let rule = Rule::parse(path, &text)?;
+        rule.validate(&Self::empty_engine()).await?;
+        let name = rule.name.clone();
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let quarantined = running
+            .get(&name)
+            .is_some_and(|r| r.status.status == "quarantined");
+        if quarantined {
+            metrics::get().rules_quarantined.dec();
+        }
+        let status = Status {
+            name: name.clone(),
+            version: rule.version.clone(),
+            status: "active".into(),
+            every: every_label(rule.every),
+            topic: rule.topic.name().into(),
+            last_run: None,
+            runs: 0,
+            actions: 0,
+            last_error: None,
+        };
+        info!(rule = %name, version = %rule.version, "SQL rule loaded");
+        running.insert(
+            name,
+            Running {
+                rule,
+                text,
+                fired: HashMap::new(),
+                last: None,
+                failures: 0,
+                status: status.clone(),
+            },
+        );
+        Ok(status)
+    }
+
+    /// Reads the directory: new and changed files are installed if valid, removed
+    /// files stop.
+    pub async fn reload(&self) {
+        let Some(dir) = &self.dir else { return };
+        let paths = match files(dir) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot read the rules directory");
+                return;
+            }
+        };
+        let mut names = Vec::new();
+        for path in paths {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            names.push(stem.clone());
+            let unchanged = {
+                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                running.get(&stem).is_some_and(|r| r.text == text)
+            };
+            let known_bad = {
+                let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+                rejected.get(&path).is_some_and(|(t, _)| *t == text)
+            };
+            if unchanged || known_bad {
+                continue;
+            }
+            match self.install(&path, text.clone()).await {
+                Ok(_) => {
+                    self.rejected
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&path);
+                }
+                Err(e) => {
+                    warn!(error = %e, "SQL rule rejected; the running version (if any) stays");
+                    self.rejected
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.clone(), (text, e.to_string()));
+                }
+            }
+        }
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.retain(|name, r| {
+            let keep = names.contains(name);
+            if !keep {
+                info!(rule = %name, "SQL rule file removed: the rule stops");
+                if r.status.status == "quarantined" {
+                    metrics::get().rules_quarantined.dec();
+                }
+            }
+            keep
+        });
+    }
+
+    /// Every rule's status (and rejected files).
+    pub fn list(&self) -> Vec<Status> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let rejected = self.rejected.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<Status> = running.values().map(|r| r.status.clone()).collect();
+        for (path, (_, err)) in rejected.iter() {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            match out.iter_mut().find(|s| s.name == name) {
+                Some(s) => s.last_error = Some(format!("new version rejected: {err}")),
+                None => out.push(Status {
+                    name: name.into(),
+                    version: String::new(),
+                    status: "invalid".into(),
+                    every: String::new(),
+                    topic: String::new(),
+                    last_run: None,
+                    runs: 0,
+                    actions: 0,
+                    last_error: Some(err.clone()),
+                }),
+            }
+        }
+        out
+    }
+
+    /// The directory rules are saved in (`PUT /v1/rules/{name}`).
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Evaluates every due rule over `hub`'s tables; returns the actions.
+    pub async fn evaluate(&self, hub: &Hub) -> Vec<Action> {
+        let (tables, Some(clock)) = hub.snapshot() else {
+            return Vec::new();
+        };
+        // A clock before any event (the epoch or earlier) has nothing to evaluate.
+        if clock.as_nanos() <= 0 {
+            return Vec::new();
+        }
+        let due: Vec<(String, Rule, Timestamp, Option<Timestamp>)> = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .values()
+                .filter(|r| r.status.status == "active")
+                .filter_map(|r| {
+                    let step = match r.rule.every {
+                        Every::Period(p) | Every::WindowClose(p) => p,
+                    };
+                    let n = clock.as_nanos();
+                    let at = Timestamp::from_nanos(n - n.rem_euclid(step));
+                    (r.last.is_none_or(|l| at > l))
+                        .then(|| (r.rule.name.clone(), r.rule.clone(), at, r.last))
+                })
+                .collect()
+        };
+        let m = metrics::get();
+        let mut out = Vec::new();
+        for (name, rule, at, last) in due {
+            let engine = Engine::new(tables.clone(), self.limits).with_clock(at);
+            let result = engine.query(&rule.sql).await;
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(r) = running.get_mut(&name) else {
+                continue;
+            };
+            if r.rule != rule {
+                // Replaced while it ran: the new version runs next time.
+                continue;
+            }
+            r.status.runs += 1;
+            r.status.last_run = Some(at);
+            let failed = match result {
+                Ok(answer) => match rule.actions(&answer, at, last, &mut r.fired) {
+                    Ok(actions) => {
+                        m.rule_runs.with_label_values(&[&name, "ok"]).inc();
+                        m.rule_actions
+                            .with_label_values(&[&name])
+                            .inc_by(actions.len() as u64);
+                        r.status.actions += actions.len() as u64;
+                        r.status.last_error = None;
+                        r.failures = 0;
+                        r.last = Some(at);
+                        out.extend(actions);
+                        None
+                    }
+                    Err(e) => Some(("failed", e)),
+                },
+                Err(e @ QueryError::Timeout(_)) => Some(("timeout", e.to_string())),
+                Err(e) => Some(("failed", e.to_string())),
+            };
+            if let Some((outcome, error)) = failed {
+                m.rule_runs.with_label_values(&[&name, outcome]).inc();
+                r.failures += 1;
+                r.status.last_error = Some(error.clone());
+                warn!(rule = %name, error = %error, failures = r.failures, "SQL rule failed");
+                if r.failures >= self.quarantine_after {
+                    r.status.status = "quarantined".into();
+                    m.rules_quarantined.inc();
+                    warn!(rule = %name, failures = r.failures, "SQL rule quarantined; save a new version to run it again");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Runs the rules until `shutdown`: reloads the directory, evaluates due rules each
+/// second, sends their actions to `out`.
+pub async fn run(
+    rules: Arc<Rules>,
+    hub: Arc<Hub>,
+    out: mpsc::Sender<Vec<Action>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reloaded = tokio::time::Instant::now() - RELOAD_EVERY;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if reloaded.elapsed() >= RELOAD_EVERY {
+            rules.reload().await;
+            reloaded = tokio::time::Instant::now();
+        }
+        let actions = rules.evaluate(&hub).await;
+        if !actions.is_empty() && out.send(actions).await.is_err() {
+            return;
+        }
+    }
+}
