@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Builder, Float64Builder, Int64Builder, StringBuilder,
-    StringDictionaryBuilder, TimestampNanosecondBuilder,
+    ArrayRef, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
+    StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt16Type};
 use datafusion::arrow::error::ArrowError;
@@ -39,6 +39,10 @@ pub enum Kind {
     Money,
     Float,
     Int,
+    /// 32-bit: counts of items.
+    SmallInt,
+    /// 32-bit: measurements that need no more (a location's accuracy in metres).
+    SmallFloat,
 }
 
 impl Kind {
@@ -50,6 +54,8 @@ impl Kind {
             Kind::Money => MONEY,
             Kind::Float => DataType::Float64,
             Kind::Int => DataType::Int64,
+            Kind::SmallInt => DataType::Int32,
+            Kind::SmallFloat => DataType::Float32,
         }
     }
 }
@@ -71,6 +77,8 @@ enum Col {
     Money(Decimal128Builder),
     Float(Float64Builder),
     Int(Int64Builder),
+    SmallInt(Int32Builder),
+    SmallFloat(Float32Builder),
 }
 
 /// Builds one table's rows; [`finish`](Self::finish) seals them into a batch.
@@ -93,6 +101,8 @@ impl Rows {
                 DataType::Timestamp(..) => Col::Time(TimestampNanosecondBuilder::new()),
                 DataType::Decimal128(..) => Col::Money(Decimal128Builder::new()),
                 DataType::Float64 => Col::Float(Float64Builder::new()),
+                DataType::Float32 => Col::SmallFloat(Float32Builder::new()),
+                DataType::Int32 => Col::SmallInt(Int32Builder::new()),
                 _ => Col::Int(Int64Builder::new()),
             })
             .collect();
@@ -145,19 +155,23 @@ impl Rows {
 
     /// The next column's float.
     pub fn float(&mut self, v: Option<f64>) -> &mut Self {
-        let Col::Float(b) = self.col() else {
-            unreachable!("column is not a float")
-        };
-        b.append_option(v);
+        match self.col() {
+            Col::Float(b) => b.append_option(v),
+            Col::SmallFloat(b) => b.append_option(v.map(|v| v as f32)),
+            _ => unreachable!("column is not a float"),
+        }
         self
     }
 
     /// The next column's integer.
     pub fn int(&mut self, v: Option<i64>) -> &mut Self {
-        let Col::Int(b) = self.col() else {
-            unreachable!("column is not an integer")
-        };
-        b.append_option(v);
+        match self.col() {
+            Col::Int(b) => b.append_option(v),
+            Col::SmallInt(b) => {
+                b.append_option(v.map(|v| v.clamp(i32::MIN.into(), i32::MAX.into()) as i32))
+            }
+            _ => unreachable!("column is not an integer"),
+        }
         self
     }
 
@@ -196,7 +210,16 @@ impl Rows {
                     ),
                     Col::Float(b) => Arc::new(b.finish()),
                     Col::Int(b) => Arc::new(b.finish()),
+                    Col::SmallInt(b) => Arc::new(b.finish()),
+                    Col::SmallFloat(b) => Arc::new(b.finish()),
                 }
+            })
+            .map(|mut a: ArrayRef| {
+                // Builders grow by doubling: a retained batch keeps only what it uses.
+                if let Some(a) = Arc::get_mut(&mut a) {
+                    a.shrink_to_fit();
+                }
+                a
             })
             .collect();
         self.len = 0;

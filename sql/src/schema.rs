@@ -76,11 +76,11 @@ impl Table {
                 ("value", Money, true),
                 ("item_id", Text, true),
                 ("item_category", Label, true),
-                ("quantity", Int, true),
+                ("quantity", SmallInt, true),
                 ("query", Text, true),
                 ("lat", Float, true),
                 ("lon", Float, true),
-                ("accuracy_m", Float, true),
+                ("accuracy_m", SmallFloat, true),
             ],
             Table::Transactions => &[
                 ("message_id", Text, false),

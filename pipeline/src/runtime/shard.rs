@@ -226,8 +226,9 @@ impl Retain {
     /// How long until unpublished rows are due to be published, if there are any.
     fn due(&self) -> Option<std::time::Duration> {
         self.dirty.then(|| {
-            self.published
-                .map_or(std::time::Duration::ZERO, |t| PUBLISH_EVERY.saturating_sub(t.elapsed()))
+            self.published.map_or(std::time::Duration::ZERO, |t| {
+                PUBLISH_EVERY.saturating_sub(t.elapsed())
+            })
         })
     }
 
