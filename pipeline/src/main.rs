@@ -667,6 +667,11 @@ async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result
         limits,
     ));
     rules.reload().await;
+    // Rules arbitrate with their header's priority unless [policy.priority] names them.
+    let mut cfg = cfg;
+    for r in rules.list() {
+        cfg.policy.priority.entry(r.name).or_insert(r.priority);
+    }
     let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(footfall_pipeline::rules::run(
         rules.clone(),

@@ -56,6 +56,8 @@ pub struct Status {
     pub every: String,
     /// The topic its actions go to.
     pub topic: String,
+    /// Its arbitration priority (higher wins).
+    pub priority: i32,
     /// The last evaluation instant (event time).
     pub last_run: Option<Timestamp>,
     /// Evaluations of this version.
@@ -121,6 +123,7 @@ impl Rules {
             status: "active".into(),
             every: every_label(rule.every),
             topic: rule.topic.name().into(),
+            priority: rule.priority,
             last_run: None,
             runs: 0,
             actions: 0,
@@ -221,6 +224,7 @@ impl Rules {
                     status: "invalid".into(),
                     every: String::new(),
                     topic: String::new(),
+                    priority: 0,
                     last_run: None,
                     runs: 0,
                     actions: 0,
