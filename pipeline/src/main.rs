@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use footfall_operators::time::Timestamp;
+use footfall_pipeline::bench;
 use footfall_pipeline::config::Config;
 use footfall_pipeline::generate::{self, Params};
 use footfall_pipeline::log::Log;
-use footfall_pipeline::runtime::clock::Mode;
-use footfall_pipeline::runtime::{self, RunOptions};
-use footfall_pipeline::{bench, server};
-use tokio::sync::watch;
+use footfall_pipeline::runtime;
 
 mod cli;
 
@@ -418,7 +416,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             print_summary(&summary, &mut std::io::stderr())?;
             Ok(())
         }
-        Command::Run { config, data_dir } => run_service(&config, data_dir).await,
+        Command::Run { config, data_dir } => {
+            cli::service::run_service(load_config(Some(&config), data_dir)?).await
+        }
         Command::Identity {
             command:
                 IdentityCommand::Show {
@@ -645,99 +645,4 @@ fn load_config(path: Option<&Path>, data_dir: Option<PathBuf>) -> anyhow::Result
         bail!("{}", problems.join("; "));
     }
     Ok(cfg)
-}
-
-async fn run_service(config: &Path, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = load_config(Some(config), data_dir)?;
-    let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
-    let (stop, shutdown) = watch::channel(false);
-    let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
-        .await
-        .with_context(|| format!("server.listen: cannot bind {}", cfg.server.listen))?;
-    let ready = server::Readiness::default();
-    let http = tokio::spawn(server::serve(listener, ready.clone(), shutdown.clone()));
-    let hub = std::sync::Arc::new(footfall_sql::hub::Hub::default());
-    let admin_listener = tokio::net::TcpListener::bind(&cfg.admin.listen)
-        .await
-        .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
-    let limits = footfall_pipeline::sql::limits(&cfg.sql);
-    let rules = std::sync::Arc::new(footfall_pipeline::rules::Rules::new(
-        cfg.sql.rules_dir.clone(),
-        cfg.sql.rule_failures_to_quarantine,
-        limits,
-    ));
-    rules.reload().await;
-    // Rules arbitrate with their header's priority unless [policy.priority] names them.
-    let mut cfg = cfg;
-    for r in rules.list() {
-        cfg.policy.priority.entry(r.name).or_insert(r.priority);
-    }
-    let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(footfall_pipeline::rules::run(
-        rules.clone(),
-        hub.clone(),
-        rule_tx,
-        shutdown.clone(),
-    ));
-    let admin = std::sync::Arc::new(footfall_pipeline::admin::Admin {
-        hub: hub.clone(),
-        limits,
-        token: cfg.admin.token.clone(),
-        rules,
-    });
-    let admin_http = tokio::spawn(footfall_pipeline::admin::serve(
-        admin_listener,
-        admin,
-        shutdown.clone(),
-    ));
-    tracing::info!(listen = %cfg.admin.listen, "admin API (SQL) listening");
-    tracing::info!(listen = %cfg.server.listen, data_dir = %cfg.transport.data_dir.display(), "footfall running");
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: flushing output");
-        let _ = stop.send(true);
-    });
-    ready.set(true);
-    let summary = runtime::run(
-        &cfg,
-        &log,
-        RunOptions {
-            mode: Mode::Live,
-            until: None,
-            rate: None,
-            shutdown,
-            exit_at_end: false,
-            sql: Some(hub.clone()),
-            rule_actions: Some(rule_rx),
-        },
-    )
-    .await;
-    ready.set(false);
-    let _ = http.await;
-    let _ = admin_http.await;
-    let summary = summary?;
-    print_summary(&summary, &mut std::io::stderr())?;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

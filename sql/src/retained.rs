@@ -436,24 +436,32 @@ impl TableProvider for Frozen {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.pruned(filters);
-        let parts = partitions(batches, state.config().target_partitions());
-        Ok(MemorySourceConfig::try_new_exec(
-            &parts,
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
+        memory_scan(self.pruned(filters), &self.schema, projection, state)
     }
 }
 
-/// Spreads `batches` over up to `n` partitions, for parallel scans.
-pub fn partitions(batches: Vec<RecordBatch>, n: usize) -> Vec<Vec<RecordBatch>> {
-    let n = n.max(1).min(batches.len().max(1));
+/// A scan of `batches` (of `schema`), spread over the session's partitions for a
+/// parallel plan.
+pub fn memory_scan(
+    batches: Vec<RecordBatch>,
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+    state: &dyn Session,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let n = state
+        .config()
+        .target_partitions()
+        .max(1)
+        .min(batches.len().max(1));
     let mut parts = vec![Vec::new(); n];
     for (i, b) in batches.into_iter().enumerate() {
         parts[i % n].push(b);
     }
-    parts
+    Ok(MemorySourceConfig::try_new_exec(
+        &parts,
+        schema.clone(),
+        projection.cloned(),
+    )?)
 }
 
 #[cfg(test)]

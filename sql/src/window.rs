@@ -19,12 +19,11 @@ use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{DataFusionError, Result, ScalarValue, plan_err};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
-use crate::retained::{Frozen, Snapshot, partitions};
+use crate::retained::{Frozen, Snapshot, memory_scan};
 use crate::rows::utc;
 use crate::schema::Table;
 
@@ -341,11 +340,6 @@ impl TableProvider for Windowed {
                 .map(|b| self.windows(b))
                 .collect::<Result<Vec<_>>>()?,
         };
-        let parts = partitions(out, state.config().target_partitions());
-        Ok(MemorySourceConfig::try_new_exec(
-            &parts,
-            self.schema.clone(),
-            projection.cloned(),
-        )?)
+        memory_scan(out, &self.schema, projection, state)
     }
 }

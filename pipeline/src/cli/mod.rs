@@ -4,5 +4,6 @@ pub mod checkpoint;
 pub mod churn;
 pub mod demo;
 pub mod report;
+pub mod service;
 pub mod sql;
 pub mod topics;
