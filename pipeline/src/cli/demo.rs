@@ -122,6 +122,11 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
     )?;
     writeln!(out, "    footfall checkpoint list --data-dir {d}")?;
     writeln!(out, "    footfall replay --data-dir {d}")?;
+    writeln!(out, "  ask it in SQL:")?;
+    writeln!(
+        out,
+        "    footfall sql --data-dir {d} \"SELECT trigger, topic, count(*) AS n FROM actions GROUP BY 1, 2 ORDER BY n DESC\""
+    )?;
     Ok(())
 }
 
