@@ -70,6 +70,12 @@ pub struct Metrics {
     pub latency: Histogram,
     /// `footfall_input_offset{topic,partition}`: next offset to read per input partition.
     pub input_offset: IntGaugeVec,
+    /// `footfall_consumer_lag{topic,partition}`: records stored in an input partition and
+    /// not read yet.
+    pub consumer_lag: IntGaugeVec,
+    /// `footfall_source_offset_gaps_total{topic,partition}`: batches the transport
+    /// delivered with offsets missing, read again from the first missing one.
+    pub offset_gaps: IntCounterVec,
     /// `footfall_up`: 1 while the pipeline runs.
     pub up: IntGauge,
     /// `footfall_checkpoint_duration_seconds`: barrier to manifest written.
@@ -81,15 +87,31 @@ pub struct Metrics {
     pub checkpoint_bytes: IntGauge,
     /// `footfall_last_checkpoint_timestamp_seconds`: wall time of the last checkpoint.
     pub last_checkpoint: prometheus::Gauge,
+    /// `footfall_checkpoint_interval_seconds`: the configured interval (0: checkpoints
+    /// off), for the checkpoint-age alert.
+    pub checkpoint_interval: prometheus::Gauge,
+    names: Vec<String>,
+}
+
+impl Metrics {
+    /// The name of every metric footfall exports, whether or not it has a value yet.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 fn build() -> Metrics {
     let registry = Registry::new();
+    let names = std::cell::RefCell::new(Vec::new());
+    let register = |c: Box<dyn prometheus::core::Collector>| {
+        names
+            .borrow_mut()
+            .extend(c.desc().iter().map(|d| d.fq_name.clone()));
+        registry.register(c).expect("unique metric");
+    };
     let counter = |name: &str, help: &str, labels: &[&str]| {
         let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
-        registry
-            .register(Box::new(c.clone()))
-            .expect("unique metric");
+        register(Box::new(c.clone()));
         c
     };
     let events_read = counter(
@@ -235,6 +257,24 @@ fn build() -> Metrics {
     )
     .expect("metric definition");
     let up = IntGauge::new("footfall_up", "1 while the pipeline runs.").expect("metric definition");
+    let consumer_lag = IntGaugeVec::new(
+        Opts::new(
+            "footfall_consumer_lag",
+            "Records stored in an input partition and not read yet.",
+        ),
+        &["topic", "partition"],
+    )
+    .expect("metric definition");
+    let offset_gaps = counter(
+        "footfall_source_offset_gaps_total",
+        "Batches the transport delivered with offsets missing; read again from the first missing one.",
+        &["topic", "partition"],
+    );
+    let checkpoint_interval = prometheus::Gauge::new(
+        "footfall_checkpoint_interval_seconds",
+        "The configured checkpoint interval (0: checkpoints off).",
+    )
+    .expect("metric definition");
     let checkpoint_duration = Histogram::with_opts(
         prometheus::HistogramOpts::new(
             "footfall_checkpoint_duration_seconds",
@@ -283,9 +323,12 @@ fn build() -> Metrics {
         Box::new(checkpoint_bytes.clone()),
         Box::new(checkpoint_stall.clone()),
         Box::new(last_checkpoint.clone()),
+        Box::new(consumer_lag.clone()),
+        Box::new(checkpoint_interval.clone()),
     ] {
-        registry.register(m).expect("unique metric");
+        register(m);
     }
+    let names = names.into_inner();
     Metrics {
         registry,
         events_read,
@@ -319,6 +362,10 @@ fn build() -> Metrics {
         checkpoint_bytes,
         checkpoint_stall,
         last_checkpoint,
+        consumer_lag,
+        offset_gaps,
+        checkpoint_interval,
+        names,
     }
 }
 

@@ -5,6 +5,7 @@
 mod checkpoint;
 mod cli;
 mod crash;
+mod deploy;
 mod determinism;
 mod golden;
 mod remote;

@@ -438,12 +438,16 @@ impl Store {
         for (i, w) in data.workers.into_iter().enumerate() {
             files.push((format!("worker-{i}.arrow"), File::Worker(w)));
         }
+        // The files are encoded at once, each on its own blocking thread: a worker's
+        // state does not wait for another's to be written.
+        let streams = files.into_iter().map(|(name, file)| async {
+            let path = ObjPath::from(format!("{prefix}/{name}"));
+            self.stream(&path, file).await.map(|done| (name, done))
+        });
         let mut sizes: Vec<SectionSize> = Vec::new();
         let mut entries = Vec::new();
         let mut total = 0;
-        for (name, file) in files {
-            let path = ObjPath::from(format!("{prefix}/{name}"));
-            let (file_sizes, bytes) = self.stream(&path, file).await?;
+        for (name, (file_sizes, bytes)) in futures_util::future::try_join_all(streams).await? {
             for s in file_sizes {
                 SectionSize::add(&mut sizes, &s.section, s.rows, s.bytes);
             }

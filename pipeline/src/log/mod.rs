@@ -10,6 +10,7 @@
 //! writer recovers the partition: a torn or corrupt tail of the newest segment is
 //! truncated, so it is never served.
 
+mod end;
 mod reader;
 pub mod segment;
 mod writer;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use end::EndTracker;
 pub use reader::{Batch, PartitionReader};
 pub use writer::PartitionWriter;
 

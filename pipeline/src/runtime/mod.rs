@@ -213,6 +213,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 topic,
                 partition: p,
                 reader: log.reader(topic.name(), p, start)?,
+                end: crate::log::EndTracker::new(log, topic.name(), p),
                 batch_records: cfg.runtime.batch_records,
                 interest,
             });
@@ -326,6 +327,10 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         resumed = Some((m.id, started.elapsed()));
     }
     drop(data);
+    crate::metrics::get().checkpoint_interval.set(match &store {
+        Some(_) => cfg.checkpoint.interval_secs,
+        None => 0.0,
+    });
     let mut ckpt = match &store {
         Some(s) => Some(Checkpointer::new(
             s.clone(),

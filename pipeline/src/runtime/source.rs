@@ -15,7 +15,7 @@ use tracing::debug;
 use super::clock::Mode;
 use super::dedupe::message_hash;
 use super::stats::Stats;
-use crate::log::{Batch, PartitionReader};
+use crate::log::{Batch, EndTracker, PartitionReader};
 use crate::metrics;
 
 /// A decoded record, with where it came from.
@@ -88,6 +88,8 @@ pub struct Source {
     pub partition: u32,
     /// Where it reads.
     pub reader: PartitionReader,
+    /// Where the partition ends, for the consumer lag.
+    pub end: EndTracker,
     /// Records per batch.
     pub batch_records: usize,
     /// The event types to route on.
@@ -111,6 +113,9 @@ impl Source {
         let read_counter = m.events_read.with_label_values(&[topic_name]);
         let part_label = self.partition.to_string();
         let offset_gauge = m.input_offset.with_label_values(&[topic_name, &part_label]);
+        let lag_gauge = m.consumer_lag.with_label_values(&[topic_name, &part_label]);
+        // The lag is measured at most once a second while records flow; 0 when caught up.
+        let mut lag_at: Option<Instant> = None;
         let mut batch = Batch::default();
         let mut announced_caught_up = false;
         let batch_records = if pacer.is_some() {
@@ -124,6 +129,7 @@ impl Source {
             }
             let n = self.reader.poll(&mut batch, batch_records, 4 << 20)?;
             if n == 0 {
+                lag_gauge.set(0);
                 match mode {
                     _ if exit_at_end => {
                         let msg = self.msg(Vec::new(), true, true);
@@ -146,6 +152,11 @@ impl Source {
                 }
             }
             announced_caught_up = false;
+            if lag_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                lag_at = Some(Instant::now());
+                let end = self.end.end()?;
+                lag_gauge.set(end.saturating_sub(self.reader.position()) as i64);
+            }
             if let Some(p) = &pacer {
                 p.take(n).await;
             }
