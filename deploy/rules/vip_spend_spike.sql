@@ -19,7 +19,7 @@ WITH spend AS (
   GROUP BY customer_key
 ),
 vip AS (
-  SELECT DISTINCT customer_key FROM customers
+  SELECT DISTINCT customer_key FROM profiles
   WHERE tier IN ('gold', 'platinum') AND timestamp <= clock()
 )
 SELECT s.customer_key,

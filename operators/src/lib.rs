@@ -39,6 +39,7 @@ pub mod decode;
 pub mod event;
 pub mod identity;
 pub mod key;
+pub mod live;
 pub mod local;
 pub mod money;
 pub mod operator;

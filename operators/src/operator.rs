@@ -132,4 +132,8 @@ pub trait Operator: Send {
 
     /// How many keys hold state.
     fn key_count(&self) -> usize;
+
+    /// Adds the rows of its state that SQL's live tables show, as of `now`. Most
+    /// operators have none.
+    fn live(&self, _now: Timestamp, _out: &mut crate::live::Live) {}
 }

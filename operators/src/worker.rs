@@ -114,6 +114,15 @@ impl Worker {
         self.clock
     }
 
+    /// The rows of SQL's live tables this worker's state holds, as of its clock.
+    pub fn live(&self) -> crate::live::Live {
+        let mut out = crate::live::Live::default();
+        for op in &self.operators {
+            op.live(self.clock, &mut out);
+        }
+        out
+    }
+
     /// Applies `event` to the state of `key`. Timers due strictly before the event fire
     /// first, so a timer due at `d` sees exactly the events with `timestamp <= d`.
     pub fn on_event(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {

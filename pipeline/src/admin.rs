@@ -108,6 +108,9 @@ async fn query(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes)
     if let Some(c) = clock {
         engine = engine.with_clock(c);
     }
+    if let Some(live) = admin.hub.live_for(&sql).await {
+        engine = engine.with_live(live);
+    }
     let started = Instant::now();
     let answer = match engine.query(&sql).await {
         Ok(a) => a,

@@ -268,7 +268,10 @@ impl Rules {
         let m = metrics::get();
         let mut out = Vec::new();
         for (name, rule, at, last) in due {
-            let engine = Engine::new(tables.clone(), self.limits).with_clock(at);
+            let mut engine = Engine::new(tables.clone(), self.limits).with_clock(at);
+            if let Some(live) = hub.live_for(&rule.sql).await {
+                engine = engine.with_live(live);
+            }
             let result = engine.query(&rule.sql).await;
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             let Some(r) = running.get_mut(&name) else {

@@ -130,3 +130,48 @@ pub fn load(
     tables.seal();
     Ok(loaded)
 }
+
+/// The live state tables' rows as of the newest checkpoint in `cfg`'s checkpoint store
+/// (for `data_dir`), with that checkpoint's id; `None` without a checkpoint.
+pub async fn live_state(
+    cfg: &crate::config::Config,
+    data_dir: &std::path::Path,
+) -> Result<Option<(u64, footfall_operators::live::Live)>, String> {
+    use footfall_operators::live::Live;
+    use footfall_operators::policy::{Policy, Settings};
+    use footfall_operators::worker::Worker;
+
+    if !cfg.checkpoint.enabled {
+        return Ok(None);
+    }
+    let store = crate::checkpoint::Store::open(
+        &cfg.checkpoint.location(data_dir),
+        cfg.checkpoint.keep,
+        &cfg.checkpoint.options,
+    )
+    .map_err(|e| e.to_string())?;
+    let Some((manifest, data)) = store.load_newest().await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let settings = Settings::from_config(&cfg.policy, &cfg.triggers.birthday.default_timezone)?;
+    let mut live = Live::default();
+    for (i, mut snap) in data.workers.into_iter().enumerate() {
+        if let Some(at) = snap
+            .operators
+            .iter()
+            .position(|(name, _)| name == crate::runtime::checkpointer::POLICY)
+        {
+            let (_, image) = snap.operators.remove(at);
+            let mut policy = Policy::new(settings.clone());
+            crate::runtime::policy::restore(&mut policy, image.as_ref())
+                .map_err(|e| format!("checkpoint {}, policy {i}: {e}", manifest.id))?;
+            live.extend(policy.live());
+        }
+        let mut worker = Worker::new(footfall_operators::triggers::build(&cfg.triggers));
+        worker
+            .restore(snap)
+            .map_err(|e| format!("checkpoint {}, worker {i}: {e}", manifest.id))?;
+        live.extend(worker.live());
+    }
+    Ok(Some((manifest.id, live)))
+}

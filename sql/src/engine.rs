@@ -20,6 +20,7 @@ use datafusion::logical_expr::{
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use footfall_operators::time::Timestamp;
 
+use crate::live::LiveTables;
 use crate::retained::Snapshot;
 use crate::schema::Table;
 use crate::udf;
@@ -120,6 +121,7 @@ impl Answer {
 /// Queries over one snapshot.
 pub struct Engine {
     tables: Arc<Snapshot>,
+    live: Option<LiveTables>,
     limits: Limits,
     clock: Option<Timestamp>,
 }
@@ -137,9 +139,17 @@ impl Engine {
     pub fn new(tables: Snapshot, limits: Limits) -> Self {
         Engine {
             tables: Arc::new(tables),
+            live: None,
             limits,
             clock: None,
         }
+    }
+
+    /// The live state tables (`customers`, `carts`, `lots`) hold `live`'s rows; without
+    /// it they are empty.
+    pub fn with_live(mut self, live: LiveTables) -> Self {
+        self.live = Some(live);
+        self
     }
 
     /// `clock()` in queries returns `at` (the pipeline clock a rule runs at); without
@@ -175,6 +185,13 @@ impl Engine {
         for t in Table::ALL {
             ctx.register_table(t.name(), self.tables.provider(t))
                 .map_err(QueryError::from_df)?;
+        }
+        let live = match &self.live {
+            Some(l) => l.providers(),
+            None => LiveTables::empty().providers(),
+        };
+        for (name, t) in live {
+            ctx.register_table(name, t).map_err(QueryError::from_df)?;
         }
         for f in udf::all() {
             ctx.register_udf(f);

@@ -2,22 +2,108 @@
 //!
 //! A worker seals its open rows and publishes a snapshot (shared batches, no copy) at
 //! most once a second of wall time; a query merges the latest snapshot of every worker.
+//!
+//! Live state (`customers`, `carts`, `lots`) is taken only when a query asks: the query
+//! bumps a generation, every worker and policy task sees it (at once if idle, else after
+//! the batch in hand) and publishes its rows, and the query waits for all of them.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use footfall_operators::live::Live;
 use footfall_operators::time::Timestamp;
+use tokio::sync::watch;
 
 use crate::retained::Snapshot;
 
-/// The latest tables of every worker.
-#[derive(Default)]
+/// The latest tables of every worker, and live state on request.
 pub struct Hub {
     workers: Mutex<BTreeMap<u32, (Snapshot, Timestamp)>>,
     expected: std::sync::atomic::AtomicUsize,
+    /// Live rows per source (worker or policy task), with the generation they answer.
+    live: Mutex<BTreeMap<LiveSource, (u64, Live)>>,
+    live_sources: std::sync::atomic::AtomicUsize,
+    asked: watch::Sender<u64>,
+}
+
+/// Who publishes live rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LiveSource {
+    /// A partition worker: carts, lots, purchase figures.
+    Worker(u32),
+    /// A policy task: consent, zone, home store.
+    Policy(u32),
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            workers: Mutex::default(),
+            expected: Default::default(),
+            live: Mutex::default(),
+            live_sources: Default::default(),
+            asked: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Hub {
+    /// `n` sources (workers and policy tasks together) answer live-state requests.
+    pub fn expect_live(&self, n: usize) {
+        self.live_sources
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What a source watches for requests: a new generation means "publish your rows".
+    pub fn live_requests(&self) -> watch::Receiver<u64> {
+        self.asked.subscribe()
+    }
+
+    /// `source`'s rows, answering request `generation`.
+    pub fn publish_live(&self, source: LiveSource, generation: u64, rows: Live) {
+        let mut l = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        l.insert(source, (generation, rows));
+    }
+
+    /// The live tables `sql` may read, fresh from every source; `None` when it names
+    /// none of them.
+    pub async fn live_for(&self, sql: &str) -> Option<crate::live::LiveTables> {
+        if !crate::live::mentioned(sql) {
+            return None;
+        }
+        let rows = self.live(Duration::from_secs(2)).await;
+        crate::live::LiveTables::build(&rows).ok()
+    }
+
+    /// Asks every source for its rows and waits up to `wait` for all of them. Sources
+    /// that did not answer in time give their previous rows, if any.
+    pub async fn live(&self, wait: Duration) -> Live {
+        let mut generation = 0;
+        self.asked.send_modify(|g| {
+            *g += 1;
+            generation = *g;
+        });
+        let expected = self.live_sources.load(std::sync::atomic::Ordering::Relaxed);
+        let until = Instant::now() + wait;
+        loop {
+            let answered = {
+                let l = self.live.lock().unwrap_or_else(|p| p.into_inner());
+                l.values().filter(|(g, _)| *g >= generation).count()
+            };
+            if answered >= expected || Instant::now() >= until {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let l = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = Live::default();
+        for (_, rows) in l.values() {
+            all.extend(rows.clone());
+        }
+        all
+    }
+
     /// Worker `worker` publishes `tables`, as of its clock `clock`.
     pub fn publish(&self, worker: u32, tables: Snapshot, clock: Timestamp) {
         let mut w = self.workers.lock().unwrap_or_else(|p| p.into_inner());

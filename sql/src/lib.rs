@@ -7,6 +7,7 @@ pub mod duration;
 pub mod engine;
 pub mod format;
 pub mod hub;
+pub mod live;
 pub mod load;
 pub mod retained;
 pub mod rows;

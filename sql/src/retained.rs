@@ -491,7 +491,7 @@ mod tests {
         t.erase("m-1");
         assert_eq!(rows(&t, Table::Clickstream), 4, "m-1 had 5 of 9");
         assert_eq!(rows(&t, Table::Transactions), 0);
-        assert_eq!(rows(&t, Table::Customers), 0);
+        assert_eq!(rows(&t, Table::Profiles), 0);
         assert_eq!(rows(&t, Table::Stores), 2, "stores are nobody's");
     }
 

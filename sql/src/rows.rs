@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
+    ArrayRef, BooleanBuilder, Decimal128Builder, Float32Builder, Float64Builder, Int32Builder,
+    Int64Builder, StringBuilder, StringDictionaryBuilder, TimestampNanosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, UInt16Type};
 use datafusion::arrow::error::ArrowError;
@@ -43,6 +43,7 @@ pub enum Kind {
     SmallInt,
     /// 32-bit: measurements that need no more (a location's accuracy in metres).
     SmallFloat,
+    Bool,
 }
 
 impl Kind {
@@ -56,6 +57,7 @@ impl Kind {
             Kind::Int => DataType::Int64,
             Kind::SmallInt => DataType::Int32,
             Kind::SmallFloat => DataType::Float32,
+            Kind::Bool => DataType::Boolean,
         }
     }
 }
@@ -79,6 +81,7 @@ enum Col {
     Int(Int64Builder),
     SmallInt(Int32Builder),
     SmallFloat(Float32Builder),
+    Bool(BooleanBuilder),
 }
 
 /// Builds one table's rows; [`finish`](Self::finish) seals them into a batch.
@@ -103,6 +106,7 @@ impl Rows {
                 DataType::Float64 => Col::Float(Float64Builder::new()),
                 DataType::Float32 => Col::SmallFloat(Float32Builder::new()),
                 DataType::Int32 => Col::SmallInt(Int32Builder::new()),
+                DataType::Boolean => Col::Bool(BooleanBuilder::new()),
                 _ => Col::Int(Int64Builder::new()),
             })
             .collect();
@@ -175,6 +179,15 @@ impl Rows {
         self
     }
 
+    /// The next column's truth value.
+    pub fn bool(&mut self, v: Option<bool>) -> &mut Self {
+        let Col::Bool(b) = self.col() else {
+            unreachable!("column is not a bool")
+        };
+        b.append_option(v);
+        self
+    }
+
     /// Ends the row: every column must have had its value.
     pub fn end(&mut self) {
         assert_eq!(self.next, self.cols.len(), "a row misses columns");
@@ -212,6 +225,7 @@ impl Rows {
                     Col::Int(b) => Arc::new(b.finish()),
                     Col::SmallInt(b) => Arc::new(b.finish()),
                     Col::SmallFloat(b) => Arc::new(b.finish()),
+                    Col::Bool(b) => Arc::new(b.finish()),
                 }
             })
             .map(|mut a: ArrayRef| {

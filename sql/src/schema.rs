@@ -16,7 +16,7 @@ pub enum Table {
     Inventory,
     Stores,
     Weather,
-    Customers,
+    Profiles,
     Actions,
 }
 
@@ -29,7 +29,7 @@ impl Table {
         Table::Inventory,
         Table::Stores,
         Table::Weather,
-        Table::Customers,
+        Table::Profiles,
         Table::Actions,
     ];
 
@@ -42,7 +42,7 @@ impl Table {
             Table::Inventory => "inventory",
             Table::Stores => "stores",
             Table::Weather => "weather",
-            Table::Customers => "customers",
+            Table::Profiles => "profiles",
             Table::Actions => "actions",
         }
     }
@@ -147,7 +147,7 @@ impl Table {
             ],
             // Profile changes, one row per `profile` event (the latest per customer is
             // the profile as it stands).
-            Table::Customers => &[
+            Table::Profiles => &[
                 ("message_id", Text, false),
                 ("timestamp", Time, false),
                 ("customer_key", Text, false),
@@ -185,7 +185,7 @@ impl Table {
             EventKind::Purchase(_) | EventKind::Refund(_) => {
                 &[Table::Transactions, Table::TransactionItems]
             }
-            EventKind::Profile(_) => &[Table::Customers],
+            EventKind::Profile(_) => &[Table::Profiles],
             EventKind::Stock(_) => &[Table::Inventory],
             EventKind::Store(_) => &[Table::Stores],
             EventKind::Weather(_) => &[Table::Weather],
@@ -202,7 +202,7 @@ impl Table {
             Topic::Inventory => &[Table::Inventory],
             Topic::Stores => &[Table::Stores],
             Topic::Weather => &[Table::Weather],
-            Topic::Customers => &[Table::Customers],
+            Topic::Customers => &[Table::Profiles],
         }
     }
 }
@@ -321,7 +321,7 @@ pub fn append(table: Table, rows: &mut Rows, key: &str, e: &Event) {
                 .text(Some(&w.condition));
             rows.end();
         }
-        (Table::Customers, EventKind::Profile(p)) => {
+        (Table::Profiles, EventKind::Profile(p)) => {
             let consent = |c: &str| {
                 p.consent
                     .as_ref()

@@ -184,3 +184,180 @@ async fn a_rule_with_a_mistake_is_refused_with_its_file_line_and_column() {
     let e = rule.validate(&empty()).await.unwrap_err();
     assert!(e.message.contains("DDL not supported"), "{e}");
 }
+
+fn live_rows() -> footfall_operators::live::Live {
+    use footfall_operators::live::{CartRow, ConsentRow, Live, LotRow, RfmRow};
+    use footfall_operators::time::Timestamp;
+    let at = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+    let money = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    Live {
+        carts: vec![CartRow {
+            customer_key: "m-1".into(),
+            anonymous_id: Some("anon-1".into()),
+            cart_id: "c-1".into(),
+            currency: Some("EUR".into()),
+            value: money("25.99"),
+            items: 3,
+            lines: 2,
+            first_activity_at: at("2026-11-20T10:00:00Z"),
+            last_activity_at: at("2026-11-20T10:05:00Z"),
+            reminded: false,
+        }],
+        lots: vec![LotRow {
+            store_id: "st-1".into(),
+            item_id: "milk".into(),
+            lot_id: "L7".into(),
+            category: Some("dairy".into()),
+            on_hand: 12,
+            price: Some(money("1.29")),
+            currency: Some("EUR".into()),
+            expires_at: Some(at("2026-11-22T00:00:00Z")),
+            first_seen_at: at("2026-11-19T08:00:00Z"),
+            markdowns: 1,
+            next_markdown_at: Some(at("2026-11-21T12:00:00Z")),
+        }],
+        // m-1 bought and gave consent; m-2 only bought; m-3 only gave consent.
+        rfm: vec![
+            RfmRow {
+                customer_key: "m-1".into(),
+                recency_days: Some(3),
+                frequency: 4,
+                monetary: money("120.50"),
+                currency: Some("EUR".into()),
+                last_purchase_at: Some(at("2026-11-17T09:00:00Z")),
+                p_alive: Some(0.8),
+            },
+            RfmRow {
+                customer_key: "m-2".into(),
+                recency_days: Some(90),
+                frequency: 1,
+                monetary: money("9.90"),
+                currency: Some("EUR".into()),
+                last_purchase_at: Some(at("2026-08-22T09:00:00Z")),
+                p_alive: Some(1.0),
+            },
+        ],
+        consent: vec![
+            ConsentRow {
+                customer_key: "m-1".into(),
+                push: Some(true),
+                sms: Some(false),
+                email: None,
+                timezone: Some("Europe/Berlin".into()),
+                home_store: Some("st-1".into()),
+            },
+            ConsentRow {
+                customer_key: "m-3".into(),
+                push: Some(false),
+                sms: None,
+                email: None,
+                timezone: None,
+                home_store: None,
+            },
+        ],
+    }
+}
+
+async fn strings(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    let answer = engine
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let opts = FormatOptions::default().with_null("NULL");
+    let mut out = Vec::new();
+    for b in &answer.batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn live_tables_show_state_with_customers_joined_from_purchases_and_consent() {
+    use footfall_sql::live::{LiveTables, mentioned};
+    let live = LiveTables::build(&live_rows()).unwrap();
+    let engine = Engine::new(fixture().snapshot(), Limits::default()).with_live(live);
+    assert_eq!(
+        strings(
+            &engine,
+            "SELECT customer_key, frequency, CAST(monetary AS VARCHAR), consent_push, consent_email, timezone FROM customers ORDER BY customer_key"
+        )
+        .await,
+        [
+            ["m-1", "4", "120.50", "true", "NULL", "Europe/Berlin"],
+            ["m-2", "1", "9.90", "NULL", "NULL", "NULL"],
+            ["m-3", "0", "NULL", "false", "NULL", "NULL"],
+        ]
+    );
+    // Money stays exact, times are UTC, and live tables join the retained ones.
+    assert_eq!(
+        strings(
+            &engine,
+            "SELECT sum(value), max(last_activity_at) FROM carts"
+        )
+        .await,
+        [["25.99", "2026-11-20T10:05:00Z"]]
+    );
+    assert_eq!(
+        strings(
+            &engine,
+            "SELECT l.item_id, l.on_hand * l.price AS stock_value FROM lots l WHERE l.expires_at < TIMESTAMP '2026-11-23T00:00:00Z'"
+        )
+        .await,
+        [["milk", "15.48"]]
+    );
+    assert_eq!(
+        strings(
+            &engine,
+            "SELECT count(*) FROM customers c JOIN profiles p ON c.customer_key = p.customer_key"
+        )
+        .await,
+        [["1"]],
+        "the fixture's profile m-1 meets the live customer m-1"
+    );
+    // Without live rows the tables exist and are empty: rules over them still plan.
+    let none = Engine::new(fixture().snapshot(), Limits::default());
+    assert_eq!(strings(&none, "SELECT count(*) FROM carts").await, [["0"]]);
+    assert!(mentioned("select * from Carts where x = 1"));
+    assert!(mentioned("SELECT 1 FROM lots"));
+    assert!(!mentioned("SELECT customer_key FROM profiles"));
+}
+
+#[tokio::test]
+async fn the_hub_gathers_live_rows_from_every_source_or_gives_up_in_time() {
+    use footfall_sql::hub::{Hub, LiveSource};
+    use std::sync::Arc;
+    let hub = Arc::new(Hub::default());
+    hub.expect_live(2);
+    let rows = live_rows();
+    // Two sources answering each request with their share.
+    for (i, part) in [rows.carts.clone(), Vec::new()].into_iter().enumerate() {
+        let hub = hub.clone();
+        let mut requests = hub.live_requests();
+        tokio::spawn(async move {
+            while requests.changed().await.is_ok() {
+                let g = *requests.borrow_and_update();
+                let live = footfall_operators::live::Live {
+                    carts: part.clone(),
+                    ..Default::default()
+                };
+                hub.publish_live(LiveSource::Worker(i as u32), g, live);
+            }
+        });
+    }
+    let got = hub.live(Duration::from_secs(5)).await;
+    assert_eq!(got.carts, rows.carts);
+    // A source that never answers: the request gives up after its wait, not before.
+    let slow = Hub::default();
+    slow.expect_live(1);
+    let started = std::time::Instant::now();
+    let got = slow.live(Duration::from_millis(200)).await;
+    assert!(got.carts.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(200));
+}

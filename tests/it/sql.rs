@@ -111,6 +111,58 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
         "the three events never showed in clickstream"
     );
 
+    // Live state: an open cart and a customer's consent, taken from the workers and
+    // policy tasks when the query asks.
+    let cart = format!(
+        "{{\"message_id\":\"q-cart\",\"type\":\"add_to_cart\",\"timestamp\":\"{now}\",\"user_id\":\"m-cart\",\"cart_id\":\"cart-9\",\"currency\":\"EUR\",\"items\":[{{\"item_id\":\"a\",\"price\":\"12.50\",\"quantity\":2}},{{\"item_id\":\"b\",\"price\":\"0.99\"}}]}}\n"
+    );
+    footfall_ok(
+        &[
+            "produce",
+            "--data-dir",
+            path(&data),
+            "--topic",
+            "clickstream",
+        ],
+        Some(cart.as_bytes()),
+    );
+    let profile = format!(
+        "{{\"message_id\":\"q-profile\",\"type\":\"profile\",\"timestamp\":\"{now}\",\"user_id\":\"m-cart\",\"timezone\":\"Europe/Berlin\",\"consent\":{{\"push\":true,\"sms\":false}}}}\n"
+    );
+    footfall_ok(
+        &["produce", "--data-dir", path(&data), "--topic", "customers"],
+        Some(profile.as_bytes()),
+    );
+    let carts = wait_until(30, || {
+        let (code, v) = query(
+            &admin,
+            "SELECT customer_key, cart_id, CAST(value AS VARCHAR) AS value, items, lines, reminded FROM carts",
+        )?;
+        (code == 200 && v["rows"].as_array().is_some_and(|r| r.len() == 1)).then_some(v)
+    })
+    .expect("the open cart never showed in carts");
+    let row = &carts["rows"][0];
+    assert_eq!(row["customer_key"], "m-cart");
+    assert_eq!(row["cart_id"], "cart-9");
+    assert_eq!(row["value"], "25.99");
+    assert_eq!(
+        (row["items"].as_i64(), row["lines"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(row["reminded"], false);
+    let customer = wait_until(30, || {
+        let (code, v) = query(
+            &admin,
+            "SELECT consent_push, consent_sms, consent_email, timezone FROM customers WHERE customer_key = 'm-cart'",
+        )?;
+        (code == 200 && v["rows"][0]["consent_push"] == true).then_some(v)
+    })
+    .expect("m-cart's consent never showed in customers");
+    let row = &customer["rows"][0];
+    assert_eq!(row["consent_sms"], false);
+    assert!(row["consent_email"].is_null(), "{row}");
+    assert_eq!(row["timezone"], "Europe/Berlin");
+
     // Arrow IPC on request: a stream starts with the continuation marker.
     let (code, head, body) = send(
         &admin,
@@ -214,4 +266,68 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
     }
     let status = wait_until(15, || child.0.try_wait().ok().flatten()).expect("exits after SIGTERM");
     assert!(status.success(), "exit {status}");
+}
+
+/// One number from `footfall sql --data-dir D --format json "SELECT ... AS n"`.
+fn offline_n(data: &std::path::Path, sql: &str) -> i64 {
+    let out = footfall_ok(
+        &["sql", "--data-dir", path(data), "--format", "json", sql],
+        None,
+    );
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    row["n"].as_i64().unwrap_or_else(|| panic!("{sql}: {out}"))
+}
+
+#[test]
+fn offline_queries_read_the_live_state_of_the_newest_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::support::generate(&data, 300, 6, 7);
+    // Before any checkpoint the live tables are there, and empty.
+    assert_eq!(offline_n(&data, "SELECT count(*) AS n FROM carts"), 0);
+    footfall_ok(&["replay", "--data-dir", path(&data)], None);
+
+    // The state agrees with the input it was built from: one customers row per
+    // purchaser or profile, purchase figures for exactly the purchasers, one lot per
+    // stocked (store, item, lot).
+    let customers = offline_n(&data, "SELECT count(*) AS n FROM customers");
+    assert!(customers > 100, "{customers}");
+    assert_eq!(
+        customers,
+        offline_n(
+            &data,
+            "SELECT count(*) AS n FROM (SELECT customer_key FROM transactions WHERE type = 'purchase' UNION SELECT customer_key FROM profiles)"
+        )
+    );
+    assert_eq!(
+        offline_n(
+            &data,
+            "SELECT count(*) AS n FROM customers WHERE frequency > 0"
+        ),
+        offline_n(
+            &data,
+            "SELECT count(DISTINCT customer_key) AS n FROM transactions WHERE type = 'purchase'"
+        )
+    );
+    assert_eq!(
+        offline_n(
+            &data,
+            "SELECT count(*) AS n FROM customers WHERE frequency > 0 AND (p_alive IS NULL OR p_alive < 0 OR p_alive > 1 OR recency_days < 0)"
+        ),
+        0,
+        "P(alive) is a probability and recency is not negative"
+    );
+    assert_eq!(
+        offline_n(&data, "SELECT count(*) AS n FROM lots"),
+        offline_n(
+            &data,
+            "SELECT count(*) AS n FROM (SELECT DISTINCT store_id, item_id, lot_id FROM inventory)"
+        )
+    );
+    let carts = offline_n(
+        &data,
+        "SELECT count(*) AS n FROM carts WHERE value > 0 AND items > 0",
+    );
+    assert!(carts > 0);
+    assert_eq!(carts, offline_n(&data, "SELECT count(*) AS n FROM carts"));
 }

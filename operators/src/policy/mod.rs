@@ -181,6 +181,23 @@ impl Policy {
         }
     }
 
+    /// Each customer's consent, zone and home store: rows of SQL's `customers` table.
+    pub fn live(&self) -> crate::live::Live {
+        let mut out = crate::live::Live::default();
+        for (key, c) in self.customers.iter() {
+            let given = |ch: &str| c.consent.iter().find(|(x, _)| x == ch).map(|(_, g)| *g);
+            out.consent.push(crate::live::ConsentRow {
+                customer_key: key.clone(),
+                push: given("push"),
+                sms: given("sms"),
+                email: given("email"),
+                timezone: c.timezone.clone(),
+                home_store: c.home_store.clone(),
+            });
+        }
+        out
+    }
+
     /// Takes in `input`, the `seq`-th from worker `from`. Input older than what was
     /// already applied (a late event's) applies at once; the rest waits for
     /// [`advance`](Self::advance).

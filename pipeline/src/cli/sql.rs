@@ -30,7 +30,28 @@ pub async fn query(cfg: &Config, sql: &str, json: bool) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         loaded.skipped
     );
-    let engine = Engine::new(tables.snapshot(), footfall_pipeline::sql::limits(&cfg.sql));
+    let mut engine = Engine::new(tables.snapshot(), footfall_pipeline::sql::limits(&cfg.sql));
+    if footfall_sql::live::mentioned(sql) {
+        // The live state tables, as the newest checkpoint holds the state.
+        match footfall_pipeline::sql::live_state(cfg, dir)
+            .await
+            .map_err(anyhow::Error::msg)?
+        {
+            Some((id, live)) => {
+                eprintln!(
+                    "live state (customers, carts, lots) from checkpoint {id}: {} carts, {} lots, {} customers with purchases",
+                    live.carts.len(),
+                    live.lots.len(),
+                    live.rfm.len()
+                );
+                engine = engine.with_live(footfall_sql::live::LiveTables::build(&live)?);
+            }
+            None => eprintln!(
+                "no checkpoint in {}: the live state tables (customers, carts, lots) are empty",
+                cfg.checkpoint.location(dir)
+            ),
+        }
+    }
     let started = Instant::now();
     let answer = engine.query(sql).await?;
     let took = started.elapsed();

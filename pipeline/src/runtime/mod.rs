@@ -243,24 +243,20 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 .position(|(name, _)| name == checkpointer::POLICY)
         {
             let (_, image) = d.workers[i].operators.remove(at);
-            let mut failed = None;
-            image.encode(&mut |key, bytes| {
-                if failed.is_none()
-                    && let Err(e) = policy.restore(key, bytes)
-                {
-                    failed = Some(e);
-                }
-            });
-            if let Some(e) = failed {
-                return Err(RuntimeError::Checkpoint(format!("policy {i}: {e}")));
-            }
+            policy::restore(&mut policy, image.as_ref())
+                .map_err(|e| RuntimeError::Checkpoint(format!("policy {i}: {e}")))?;
         }
+        let live = opts.sql.as_ref().map(|hub| policy::LiveHook {
+            hub: hub.clone(),
+            me: i as u32,
+        });
         policy_tasks.push(tokio::spawn(policy::run(
             policy,
             rx,
             n as usize,
             sinks.clone(),
             stats.clone(),
+            live,
         )));
         policy_txs.push(tx);
     }
@@ -299,6 +295,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     }
     if let Some(hub) = &opts.sql {
         hub.expect(n as usize);
+        // Each worker and each policy task answers for its share of the live state.
+        hub.expect_live(2 * n as usize);
     }
     if let Some(rx) = opts.rule_actions {
         tokio::spawn(forward_rule_actions(rx, policy_txs.clone(), sinks.clone()));

@@ -43,6 +43,35 @@ pub struct Barrier {
     pub reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
 }
 
+/// Restores `policy` from its checkpoint image.
+pub fn restore(policy: &mut Policy, image: &dyn StateImage) -> Result<(), String> {
+    let mut failed = None;
+    image.encode(&mut |key, bytes| {
+        if failed.is_none()
+            && let Err(e) = policy.restore(key, bytes)
+        {
+            failed = Some(e);
+        }
+    });
+    failed.map_or(Ok(()), Err)
+}
+
+/// Where policy task `me` answers requests for live state (its customers' consent).
+pub struct LiveHook {
+    /// Where the rows go.
+    pub hub: Arc<footfall_sql::hub::Hub>,
+    /// The task's index.
+    pub me: u32,
+}
+
+impl LiveHook {
+    fn publish(&self, requests: &mut tokio::sync::watch::Receiver<u64>, policy: &Policy) {
+        let generation = *requests.borrow_and_update();
+        let source = footfall_sql::hub::LiveSource::Policy(self.me);
+        self.hub.publish_live(source, generation, policy.live());
+    }
+}
+
 /// Runs one policy task until every worker has hung up; then applies everything up to
 /// the last clock (the end of a replay) and returns the policies.
 pub async fn run(
@@ -51,7 +80,9 @@ pub async fn run(
     workers: usize,
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
+    live: Option<LiveHook>,
 ) -> Result<Policy, LogError> {
+    let mut requests = live.as_ref().map(|l| l.hub.live_requests());
     let mut task = Task {
         progress: vec![Timestamp::MIN; workers],
         seq: vec![0; workers],
@@ -64,7 +95,26 @@ pub async fn run(
         sinks,
         stats,
     };
-    while let Some(msg) = rx.recv().await {
+    loop {
+        let asked = async {
+            let asked = match requests.as_mut() {
+                Some(r) => r.changed().await.is_ok(),
+                None => false,
+            };
+            if !asked {
+                std::future::pending::<()>().await;
+            }
+        };
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            _ = asked => {
+                if let (Some(l), Some(r)) = (&live, requests.as_mut()) {
+                    l.publish(r, &policy);
+                }
+                continue;
+            }
+        };
+        let Some(msg) = msg else { break };
         task.on_msg(&mut policy, msg)?;
         while task.aligned.iter().all(|a| !a) {
             let Some(next) = task.stash.pop_front() else {

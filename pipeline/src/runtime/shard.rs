@@ -206,6 +206,8 @@ pub struct Retain {
     published: Option<Instant>,
     /// Rows or erasures since the last publication.
     dirty: bool,
+    /// Requests for live state.
+    requests: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Wall time between a worker's publications of its tables.
@@ -216,11 +218,24 @@ impl Retain {
     pub fn new(tables: footfall_sql::Tables, hub: Arc<footfall_sql::hub::Hub>, me: u32) -> Self {
         Retain {
             tables,
+            requests: hub.live_requests(),
             hub,
             me,
             published: None,
             dirty: true,
         }
+    }
+
+    /// Whether a query asked for live state since the last answer.
+    fn live_asked(&self) -> bool {
+        self.requests.has_changed().unwrap_or(false)
+    }
+
+    /// Answers the latest request for live state with `worker`'s rows.
+    fn publish_live(&mut self, worker: &Worker) {
+        let generation = *self.requests.borrow_and_update();
+        let source = footfall_sql::hub::LiveSource::Worker(self.me);
+        self.hub.publish_live(source, generation, worker.live());
     }
 
     /// How long until unpublished rows are due to be published, if there are any.
@@ -241,6 +256,13 @@ impl Retain {
         self.published = Some(Instant::now());
         self.dirty = false;
     }
+}
+
+/// What woke an idle worker.
+enum Wake {
+    Batch(Option<Vec<Work>>),
+    Due,
+    Live,
 }
 
 /// Runs one partition worker until the sequencer hangs up.
@@ -265,18 +287,41 @@ pub async fn run(
     };
     let mut last_timers = 0i64;
     loop {
-        // Rows not yet published go out within a second even if nothing else arrives.
-        let next = match retain.as_ref().and_then(Retain::due) {
-            Some(wait) => match tokio::time::timeout(wait, rx.recv()).await {
-                Ok(b) => b,
-                Err(_) => {
-                    if let Some(r) = &mut retain {
-                        r.publish(worker.clock(), true);
-                    }
-                    continue;
+        // Rows not yet published go out within a second even if nothing else arrives,
+        // and a request for live state is answered at once.
+        let due = retain.as_ref().and_then(Retain::due);
+        let wake = tokio::select! {
+            b = rx.recv() => Wake::Batch(b),
+            _ = async {
+                match due {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => std::future::pending().await,
                 }
-            },
-            None => rx.recv().await,
+            } => Wake::Due,
+            _ = async {
+                let asked = match retain.as_mut() {
+                    Some(r) => r.requests.changed().await.is_ok(),
+                    None => false,
+                };
+                if !asked {
+                    std::future::pending::<()>().await;
+                }
+            } => Wake::Live,
+        };
+        let next = match wake {
+            Wake::Batch(b) => b,
+            Wake::Due => {
+                if let Some(r) = &mut retain {
+                    r.publish(worker.clock(), true);
+                }
+                continue;
+            }
+            Wake::Live => {
+                if let Some(r) = &mut retain {
+                    r.publish_live(&worker);
+                }
+                continue;
+            }
         };
         let Some(batch) = next else { break };
         for work in batch {
@@ -353,6 +398,9 @@ pub async fn run(
         policies.send(&mut p, worker.clock(), None, false).await?;
         if let Some(r) = &mut retain {
             r.publish(worker.clock(), false);
+            if r.live_asked() {
+                r.publish_live(&worker);
+            }
         }
         for (op, n) in worker.take_evicted() {
             m.state_evicted.with_label_values(&[op]).inc_by(n);

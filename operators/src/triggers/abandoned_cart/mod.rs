@@ -426,6 +426,25 @@ impl Operator for AbandonedCart {
     fn key_count(&self) -> usize {
         self.customers.len()
     }
+
+    fn live(&self, _now: Timestamp, out: &mut crate::live::Live) {
+        for (key, c) in self.customers.iter() {
+            for cart in c.carts.iter().filter(|c| !c.lines.is_empty()) {
+                out.carts.push(crate::live::CartRow {
+                    customer_key: key.clone(),
+                    anonymous_id: c.anonymous_id.clone(),
+                    cart_id: cart.id.clone(),
+                    currency: cart.currency.clone(),
+                    value: cart.value(),
+                    items: cart.lines.iter().map(|l| l.quantity).sum(),
+                    lines: cart.lines.len() as u32,
+                    first_activity_at: cart.first_activity,
+                    last_activity_at: cart.last_activity,
+                    reminded: cart.notified,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]

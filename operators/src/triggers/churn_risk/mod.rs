@@ -283,6 +283,22 @@ impl Operator for ChurnRisk {
     fn key_count(&self) -> usize {
         self.customers.len()
     }
+
+    fn live(&self, now: Timestamp, out: &mut crate::live::Live) {
+        for (key, c) in self.customers.iter() {
+            out.rfm.push(crate::live::RfmRow {
+                customer_key: key.clone(),
+                recency_days: c
+                    .last_purchase_at
+                    .map(|t| now.since(t).as_secs_f64().div_euclid(DAY as f64) as i64),
+                frequency: c.days.len() as u32,
+                monetary: c.total_spend,
+                currency: c.currency.clone(),
+                last_purchase_at: c.last_purchase_at,
+                p_alive: c.rfm(now).map(|h| self.model.p_alive(h)),
+            });
+        }
+    }
 }
 
 #[cfg(test)]

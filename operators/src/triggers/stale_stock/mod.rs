@@ -522,6 +522,26 @@ impl Operator for StaleStock {
     fn key_count(&self) -> usize {
         self.stores.len()
     }
+
+    fn live(&self, _now: Timestamp, out: &mut crate::live::Live) {
+        for (store, shelf) in self.stores.iter() {
+            for ((item, lot_id), lot) in &shelf.lots {
+                out.lots.push(crate::live::LotRow {
+                    store_id: store.clone(),
+                    item_id: item.clone(),
+                    lot_id: lot_id.clone(),
+                    category: lot.category.clone(),
+                    on_hand: lot.on_hand,
+                    price: lot.price,
+                    currency: lot.currency.clone(),
+                    expires_at: lot.expires_at,
+                    first_seen_at: lot.first_seen,
+                    markdowns: lot.next_step as u32,
+                    next_markdown_at: lot.due,
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
