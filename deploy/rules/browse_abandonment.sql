@@ -8,23 +8,27 @@
 -- template = "browse_abandonment_reminder"
 -- priority = 40
 -- cooldown = "24h"
+WITH viewed AS (
+  SELECT customer_key, item_id, count(*) AS views
+  FROM clickstream
+  WHERE type = 'view_item'
+    AND timestamp > clock() - INTERVAL '1 hour'
+    AND timestamp <= clock()
+    AND customer_key NOT LIKE 'anon:%'
+  GROUP BY customer_key, item_id
+  HAVING count(*) >= 3
+)
 SELECT v.customer_key,
        v.item_id,
-       count(*) AS views,
-       'viewed ' || v.item_id || ' ' || CAST(count(*) AS VARCHAR)
+       v.views,
+       'viewed ' || v.item_id || ' ' || CAST(v.views AS VARCHAR)
          || ' times in the last hour without adding it to a cart' AS reason
-FROM clickstream v
-WHERE v.type = 'view_item'
-  AND v.timestamp > clock() - INTERVAL '1 hour'
-  AND v.timestamp <= clock()
-  AND v.customer_key NOT LIKE 'anon:%'
-  AND NOT EXISTS (
+FROM viewed v
+WHERE NOT EXISTS (
     SELECT 1 FROM clickstream a
     WHERE a.type = 'add_to_cart'
       AND a.customer_key = v.customer_key
       AND a.item_id = v.item_id
       AND a.timestamp > clock() - INTERVAL '1 hour'
       AND a.timestamp <= clock())
-GROUP BY v.customer_key, v.item_id
-HAVING count(*) >= 3
 ORDER BY views DESC, v.item_id

@@ -268,7 +268,9 @@ impl Rules {
         let m = metrics::get();
         let mut out = Vec::new();
         for (name, rule, at, last) in due {
-            let mut engine = Engine::new(tables.clone(), self.limits).with_clock(at);
+            let mut engine = Engine::new(tables.clone(), self.limits)
+                .with_clock(at)
+                .with_partitions(1);
             if let Some(live) = hub.live_for(&rule.sql).await {
                 engine = engine.with_live(live);
             }

@@ -124,6 +124,7 @@ pub struct Engine {
     live: Option<LiveTables>,
     limits: Limits,
     clock: Option<Timestamp>,
+    partitions: usize,
 }
 
 /// The only statements a query may be.
@@ -142,7 +143,16 @@ impl Engine {
             live: None,
             limits,
             clock: None,
+            partitions: 2,
         }
+    }
+
+    /// Runs queries in `n` partitions (default 2, one per core of a small box). Rules
+    /// run in one: no repartitioning of their group keys, and a core left to the
+    /// pipeline; an ad-hoc query uses both for its answer's latency.
+    pub fn with_partitions(mut self, n: usize) -> Self {
+        self.partitions = n.max(1);
+        self
     }
 
     /// The live state tables (`customers`, `carts`, `lots`) hold `live`'s rows; without
@@ -174,7 +184,7 @@ impl Engine {
     /// A session with the tables and functions, and nothing else.
     pub fn context(&self) -> Result<SessionContext, QueryError> {
         let mut config = SessionConfig::new()
-            .with_target_partitions(2)
+            .with_target_partitions(self.partitions)
             .with_information_schema(false);
         config.options_mut().sql_parser.collect_spans = true;
         let runtime = RuntimeEnvBuilder::new()
