@@ -15,7 +15,7 @@ use footfall_operators::live::Live;
 use footfall_operators::time::Timestamp;
 use tokio::sync::watch;
 
-use crate::retained::Snapshot;
+use crate::retained::{Snapshot, Tables};
 
 /// The latest tables of every worker, and live state on request.
 pub struct Hub {
@@ -25,6 +25,8 @@ pub struct Hub {
     live: Mutex<BTreeMap<LiveSource, (u64, Live)>>,
     live_sources: std::sync::atomic::AtomicUsize,
     asked: watch::Sender<u64>,
+    /// The `actions` table: what the service wrote, appended as it is written.
+    actions: std::sync::OnceLock<std::sync::Arc<Mutex<Tables>>>,
 }
 
 /// Who publishes live rows.
@@ -44,11 +46,28 @@ impl Default for Hub {
             live: Mutex::default(),
             live_sources: Default::default(),
             asked: watch::Sender::new(0),
+            actions: Default::default(),
         }
     }
 }
 
 impl Hub {
+    /// The table written actions and suppressions are appended to; `make` creates it on
+    /// the first call. Queries see its rows as of the query.
+    pub fn actions(&self, make: impl FnOnce() -> Tables) -> std::sync::Arc<Mutex<Tables>> {
+        self.actions
+            .get_or_init(|| std::sync::Arc::new(Mutex::new(make())))
+            .clone()
+    }
+
+    /// Drops customer `key`'s rows from the `actions` table (an erasure; the workers
+    /// erase their own tables).
+    pub fn erase_actions(&self, key: &str) {
+        if let Some(t) = self.actions.get() {
+            t.lock().unwrap_or_else(|p| p.into_inner()).erase(key);
+        }
+    }
+
     /// `n` sources (workers and policy tasks together) answer live-state requests.
     pub fn expect_live(&self, n: usize) {
         self.live_sources
@@ -125,6 +144,11 @@ impl Hub {
         for (s, c) in w.values() {
             all.merge(s.clone());
             clock = Some(clock.map_or(*c, |m| m.min(*c)));
+        }
+        if let Some(t) = self.actions.get() {
+            let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
+            t.seal();
+            all.merge(t.snapshot());
         }
         if w.len() < expected {
             clock = None;

@@ -199,6 +199,17 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
         .unwrap();
     assert_eq!(a["store_id"], "st-live");
     assert_eq!(a["payload"]["events"], 3);
+    // What the service wrote is in its `actions` table, as written.
+    let (code, v) = query(
+        &admin,
+        "SELECT topic, trigger, store_id, action_id FROM actions WHERE trigger = 'busy_store'",
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["rows"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["rows"][0]["topic"], "alerts");
+    assert_eq!(v["rows"][0]["store_id"], "st-live");
+    assert_eq!(v["rows"][0]["action_id"], a["action_id"]);
 
     // An invalid new version is refused with its place; the old one keeps running.
     let broken = "-- every = \"1s\"\n-- key = \"store_id\"\n-- topic = \"alerts\"\nSELECT store_id\nFROM clickstream\nWHERE colour = 1\n";

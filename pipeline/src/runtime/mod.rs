@@ -173,11 +173,11 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         Some((m, d)) => (Some(m), Some(d)),
         None => (None, None),
     };
-    let sinks = Arc::new(Sinks::open(
-        log,
-        n,
-        manifest.as_ref().map(|m| m.outputs.as_slice()),
-    )?);
+    let mut sinks = Sinks::open(log, n, manifest.as_ref().map(|m| m.outputs.as_slice()))?;
+    if let Some(hub) = &opts.sql {
+        sinks.record_to(hub.actions(|| crate::sql::tables(&cfg.sql)));
+    }
+    let sinks = Arc::new(sinks);
     let stats = Arc::new(Stats::default());
 
     let wanted = Worker::new(triggers::build(&cfg.triggers)).interest();

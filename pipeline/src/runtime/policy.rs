@@ -227,6 +227,7 @@ impl Task {
         });
         self.sinks
             .write_records(OutputTopic::Suppressions, records, &mut self.buf)?;
+        self.sinks.record_suppressions(&out.suppressed);
         for c in &out.conversions {
             m.conversions
                 .with_label_values(&[c.trigger.as_str(), c.group.as_str()])

@@ -376,6 +376,9 @@ pub async fn run(
                         r.publish(worker.clock(), true);
                     }
                     if partition_for(&key, n) == policies.me {
+                        if let Some(r) = &retain {
+                            r.hub.erase_actions(&key);
+                        }
                         let fact = Fact::Erase { key };
                         p.outbox[policies.me as usize].push(Input::Fact(at, fact));
                     }

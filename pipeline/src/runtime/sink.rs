@@ -6,7 +6,7 @@
 //! again. Replaying the same input into the same data directory adds nothing twice.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use footfall_operators::action::{Action, DeadLetter, OutputTopic};
 use footfall_operators::key::partition_for;
@@ -52,6 +52,8 @@ impl Slot {
 /// Writers of every output topic's partitions.
 pub struct Sinks {
     topics: Vec<Vec<Mutex<Slot>>>,
+    /// SQL's `actions` table in the service: every action and suppression written.
+    record: Option<Arc<Mutex<footfall_sql::Tables>>>,
 }
 
 fn index(t: OutputTopic) -> usize {
@@ -125,7 +127,27 @@ impl Sinks {
             }
             topics.push(slots);
         }
-        Ok(Sinks { topics })
+        Ok(Sinks {
+            topics,
+            record: None,
+        })
+    }
+
+    /// Also appends every action and suppression written to `table` (SQL's `actions`).
+    pub fn record_to(&mut self, table: Arc<Mutex<footfall_sql::Tables>>) {
+        self.record = Some(table);
+    }
+
+    /// Records suppressions in SQL's `actions` table, if it is kept: the action with its
+    /// reason code, and why in `detail`.
+    pub fn record_suppressions(&self, suppressed: &[footfall_operators::policy::Suppression]) {
+        let Some(table) = &self.record else { return };
+        let mut t = lock(table);
+        for s in suppressed {
+            let mut a = s.action.clone();
+            a.reason = s.reason.as_str().to_owned();
+            t.append_action(OutputTopic::Suppressions.name(), &a, Some(&s.detail));
+        }
     }
 
     /// Appends actions not written before (stamping `emitted_at`) and flushes their
@@ -138,7 +160,8 @@ impl Sinks {
         let now = Timestamp::now();
         let mut touched: Vec<(usize, usize)> = Vec::new();
         let mut new = 0;
-        for a in actions.iter_mut() {
+        let mut recorded = Vec::new();
+        for (i, a) in actions.iter_mut().enumerate() {
             let key = match a.route.as_str() {
                 "" => a
                     .customer_id
@@ -159,12 +182,24 @@ impl Sinks {
             let _ = serde_json::to_writer(&mut *buf, a);
             slot.writer.append(buf)?;
             new += 1;
+            if self.record.is_some() {
+                recorded.push(i);
+            }
             if !touched.contains(&(t, p)) {
                 touched.push((t, p));
             }
         }
         for (t, p) in touched {
             lock(&self.topics[t][p]).writer.flush()?;
+        }
+        if let Some(table) = &self.record
+            && !recorded.is_empty()
+        {
+            let mut table = lock(table);
+            for i in recorded {
+                let a = &actions[i];
+                table.append_action(a.topic.name(), a, None);
+            }
         }
         Ok(new)
     }
@@ -238,7 +273,65 @@ impl Sinks {
     }
 }
 
-fn lock(m: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock is a bug; the slot itself is still consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use footfall_operators::action::{Action, OutputTopic};
+    use footfall_operators::policy::{Reason, Suppression};
+    use footfall_operators::time::Timestamp;
+    use footfall_sql::{Engine, Limits, Retention, Tables};
+
+    use super::*;
+    use crate::log::LogConfig;
+
+    #[tokio::test]
+    async fn written_actions_and_suppressions_reach_the_actions_table_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let mut sinks = Sinks::open(&log, 2, None).unwrap();
+        let table = Arc::new(Mutex::new(Tables::new(Retention::default())));
+        sinks.record_to(table.clone());
+        let at = Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
+        let mut sent = Action::new("abandoned_cart", "1", "m-1", at, OutputTopic::Notifications);
+        sent.customer_id = Some("m-1".into());
+        let mut buf = Vec::new();
+        assert_eq!(
+            sinks.write_actions(&mut [sent.clone()], &mut buf).unwrap(),
+            1
+        );
+        // Written once: a second write of the same action_id is not recorded again.
+        assert_eq!(sinks.write_actions(&mut [sent], &mut buf).unwrap(), 0);
+        let mut stopped = Action::new("birthday", "1", "m-2", at, OutputTopic::Notifications);
+        stopped.customer_id = Some("m-2".into());
+        sinks.record_suppressions(&[Suppression {
+            action: stopped,
+            reason: Reason::NoConsent,
+            detail: "no consent for push on record".into(),
+            at,
+        }]);
+
+        let snapshot = {
+            let mut t = table.lock().unwrap();
+            t.seal();
+            t.snapshot()
+        };
+        let answer = Engine::new(snapshot, Limits::default())
+            .query(
+                "SELECT topic, trigger, customer_id, reason, detail FROM actions ORDER BY trigger",
+            )
+            .await
+            .unwrap();
+        let rows = footfall_sql::format::json_rows(&answer).unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[0]["topic"], "notifications");
+        assert_eq!(rows[0]["trigger"], "abandoned_cart");
+        assert_eq!(rows[1]["topic"], "suppressions");
+        assert_eq!(rows[1]["customer_id"], "m-2");
+        assert_eq!(rows[1]["reason"], "no_consent");
+        assert_eq!(rows[1]["detail"], "no consent for push on record");
+    }
 }
