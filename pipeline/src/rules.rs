@@ -13,6 +13,10 @@
 //!   `sql.rule_failures_to_quarantine` times in a row stops (metric
 //!   `footfall_rules_quarantined`, a log line); the others keep running. Saving a new
 //!   version lifts it.
+//! - **State.** Each rule's last evaluation instant and its keys' cooldowns are saved
+//!   after every evaluation round (`rules-state.json` in the data directory, replaced
+//!   atomically) and taken up again at start, and by a new version of the rule: a
+//!   restart neither re-runs instants already evaluated nor forgets a cooldown.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,7 +28,7 @@ use footfall_operators::time::Timestamp;
 use footfall_sql::hub::Hub;
 use footfall_sql::rules::{Every, Rule, RuleError, files};
 use footfall_sql::{Engine, Limits, QueryError, Retention, Tables};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -41,6 +45,14 @@ struct Running {
     last: Option<Timestamp>,
     failures: u32,
     status: Status,
+}
+
+/// What a rule keeps across restarts: its last evaluation instant and when each key
+/// last fired (nanoseconds of event time).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Saved {
+    last: Option<i64>,
+    fired: Vec<(String, i64)>,
 }
 
 /// A rule's state, as `GET /v1/rules` lists it.
@@ -76,6 +88,10 @@ pub struct Rules {
     running: Mutex<BTreeMap<String, Running>>,
     /// Files whose current text failed to validate: path → (text, error).
     rejected: Mutex<BTreeMap<PathBuf, (String, String)>>,
+    /// Where rule state is saved, and what was read from there for rules not yet
+    /// installed.
+    state: Option<PathBuf>,
+    saved: Mutex<BTreeMap<String, Saved>>,
 }
 
 fn every_label(e: Every) -> String {
@@ -94,6 +110,60 @@ impl Rules {
             limits,
             running: Mutex::new(BTreeMap::new()),
             rejected: Mutex::new(BTreeMap::new()),
+            state: None,
+            saved: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Saves rule state in `path` after each evaluation round, and starts from what it
+    /// holds. An unreadable file is reported and the rules start afresh.
+    pub fn with_state(mut self, path: PathBuf) -> Self {
+        match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<BTreeMap<String, Saved>>(&bytes) {
+                Ok(saved) => {
+                    info!(path = %path.display(), rules = saved.len(), "SQL rule state restored");
+                    self.saved = Mutex::new(saved);
+                }
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "SQL rule state unreadable; rules start afresh")
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "SQL rule state unreadable; rules start afresh")
+            }
+        }
+        self.state = Some(path);
+        self
+    }
+
+    /// Writes every rule's state (cooldowns still running at its last instant only).
+    fn save(&self) {
+        let Some(path) = &self.state else { return };
+        let state: BTreeMap<String, Saved> = {
+            let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running
+                .iter()
+                .map(|(name, r)| {
+                    let last = r.last.map(Timestamp::as_nanos);
+                    let mut fired: Vec<(String, i64)> = r
+                        .fired
+                        .iter()
+                        .map(|(k, t)| (k.clone(), t.as_nanos()))
+                        .filter(|(_, t)| last.is_none_or(|l| l - t < r.rule.cooldown))
+                        .collect();
+                    fired.sort();
+                    (name.clone(), Saved { last, fired })
+                })
+                .collect()
+        };
+        let tmp = path.with_extension("json.tmp");
+        let written = serde_json::to_vec(&state)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            warn!(path = %path.display(), error = %e, "cannot save SQL rule state");
         }
     }
 
@@ -130,13 +200,34 @@ impl Rules {
             last_error: None,
         };
         info!(rule = %name, version = %rule.version, "SQL rule loaded");
+        // A new version takes over where the running one (or the saved state) was: the
+        // instants already evaluated and the cooldowns still running.
+        let (fired, last) = match running.remove(&name) {
+            Some(old) => (old.fired, old.last),
+            None => {
+                let saved = self
+                    .saved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&name)
+                    .unwrap_or_default();
+                let fired = saved
+                    .fired
+                    .into_iter()
+                    .map(|(k, t)| (k, Timestamp::from_nanos(t)))
+                    .collect();
+                (fired, saved.last.map(Timestamp::from_nanos))
+            }
+        };
+        let mut status = status;
+        status.last_run = last;
         running.insert(
             name,
             Running {
                 rule,
                 text,
-                fired: HashMap::new(),
-                last: None,
+                fired,
+                last,
                 failures: 0,
                 status: status.clone(),
             },
@@ -267,6 +358,7 @@ impl Rules {
         };
         let m = metrics::get();
         let mut out = Vec::new();
+        let ran = !due.is_empty();
         for (name, rule, at, last) in due {
             let mut engine = Engine::new(tables.clone(), self.limits)
                 .with_clock(at)
@@ -316,6 +408,9 @@ impl Rules {
                 }
             }
         }
+        if ran {
+            self.save();
+        }
         out
     }
 }
@@ -343,5 +438,94 @@ pub async fn run(
         if !actions.is_empty() && out.send(actions).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BUSY: &str = "-- every = \"1m\"\n-- key = \"store_id\"\n-- topic = \"alerts\"\n-- cooldown = \"1h\"\nSELECT CAST(store_id AS VARCHAR) AS store_id, count(*) AS events\nFROM clickstream\nWHERE store_id IS NOT NULL\nGROUP BY store_id\n";
+
+    fn hub_at(clock: &str) -> Hub {
+        let text = "{\"topic\":\"clickstream\",\"record\":{\"message_id\":\"e-1\",\"type\":\"page_view\",\"timestamp\":\"2026-11-20T10:00:00Z\",\"user_id\":\"m-1\",\"store_id\":\"st-1\"}}\n";
+        let mut tables = Tables::new(Retention::default());
+        for k in footfall_sql::load::events(text).unwrap() {
+            tables.append(k.topic, &k.key, &k.event);
+        }
+        tables.seal();
+        let hub = Hub::default();
+        hub.expect(1);
+        hub.publish(
+            0,
+            tables.snapshot(),
+            Timestamp::parse_rfc3339(clock).unwrap(),
+        );
+        hub
+    }
+
+    fn rules(dir: &Path, state: Option<&Path>) -> Rules {
+        let r = Rules::new(Some(dir.join("rules")), 3, Limits::default());
+        match state {
+            Some(s) => r.with_state(s.to_owned()),
+            None => r,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_takes_up_the_last_instant_and_the_cooldowns() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        std::fs::write(dir.path().join("rules/busy.sql"), BUSY).unwrap();
+        let state = dir.path().join("rules-state.json");
+
+        let first = rules(dir.path(), Some(&state));
+        first.reload().await;
+        let fired = first.evaluate(&hub_at("2026-11-20T10:00:30Z")).await;
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].store_id.as_deref(), Some("st-1"));
+        assert!(state.exists(), "state saved after the round");
+
+        // Restarted: the instant already evaluated is not run again, and a minute later
+        // the key's hour of cooldown still holds.
+        let again = rules(dir.path(), Some(&state));
+        again.reload().await;
+        assert_eq!(
+            again.list()[0].last_run,
+            Some(Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap())
+        );
+        assert!(
+            again
+                .evaluate(&hub_at("2026-11-20T10:00:40Z"))
+                .await
+                .is_empty()
+        );
+        assert!(
+            again
+                .evaluate(&hub_at("2026-11-20T10:01:30Z"))
+                .await
+                .is_empty()
+        );
+        // Without the saved state the same minute fires: the state is what holds it.
+        let fresh = rules(dir.path(), None);
+        fresh.reload().await;
+        assert_eq!(
+            fresh.evaluate(&hub_at("2026-11-20T10:01:30Z")).await.len(),
+            1
+        );
+        // Past the cooldown it fires again after the restart too.
+        assert_eq!(
+            again.evaluate(&hub_at("2026-11-20T11:00:30Z")).await.len(),
+            1
+        );
+
+        // A state file that does not parse is reported and ignored.
+        std::fs::write(&state, b"{not json").unwrap();
+        let broken = rules(dir.path(), Some(&state));
+        broken.reload().await;
+        assert_eq!(
+            broken.evaluate(&hub_at("2026-11-20T10:00:30Z")).await.len(),
+            1
+        );
     }
 }

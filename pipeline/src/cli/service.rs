@@ -25,11 +25,14 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("admin.listen: cannot bind {}", cfg.admin.listen))?;
     let limits = footfall_pipeline::sql::limits(&cfg.sql);
-    let rules = std::sync::Arc::new(footfall_pipeline::rules::Rules::new(
-        cfg.sql.rules_dir.clone(),
-        cfg.sql.rule_failures_to_quarantine,
-        limits,
-    ));
+    let rules = std::sync::Arc::new(
+        footfall_pipeline::rules::Rules::new(
+            cfg.sql.rules_dir.clone(),
+            cfg.sql.rule_failures_to_quarantine,
+            limits,
+        )
+        .with_state(cfg.transport.data_dir.join("rules-state.json")),
+    );
     rules.reload().await;
     // Rules arbitrate with their header's priority unless [policy.priority] names them.
     let mut cfg = cfg;
