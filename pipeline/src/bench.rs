@@ -152,6 +152,7 @@ pub async fn measure(
             exit_at_end: true,
             sql: None,
             rule_actions: None,
+            rule_priorities: None,
         },
     )
     .await?;

@@ -92,6 +92,8 @@ pub struct Rules {
     /// installed.
     state: Option<PathBuf>,
     saved: Mutex<BTreeMap<String, Saved>>,
+    /// Each running rule's priority, for the delivery policies' arbitration.
+    priorities: watch::Sender<BTreeMap<String, i32>>,
 }
 
 fn every_label(e: Every) -> String {
@@ -112,7 +114,25 @@ impl Rules {
             rejected: Mutex::new(BTreeMap::new()),
             state: None,
             saved: Mutex::new(BTreeMap::new()),
+            priorities: watch::Sender::new(BTreeMap::new()),
         }
+    }
+
+    /// The running rules' priorities, as they change (a new version, a removed file).
+    pub fn priorities(&self) -> watch::Receiver<BTreeMap<String, i32>> {
+        self.priorities.subscribe()
+    }
+
+    fn publish_priorities(&self, running: &BTreeMap<String, Running>) {
+        let now: BTreeMap<String, i32> = running
+            .iter()
+            .map(|(n, r)| (n.clone(), r.rule.priority))
+            .collect();
+        self.priorities.send_if_modified(|p| {
+            let changed = *p != now;
+            *p = now;
+            changed
+        });
     }
 
     /// Saves rule state in `path` after each evaluation round, and starts from what it
@@ -232,6 +252,7 @@ impl Rules {
                 status: status.clone(),
             },
         );
+        self.publish_priorities(&running);
         Ok(status)
     }
 
@@ -295,6 +316,7 @@ impl Rules {
             }
             keep
         });
+        self.publish_priorities(&running);
     }
 
     /// Every rule's status (and rejected files).
@@ -470,6 +492,34 @@ mod tests {
             Some(s) => r.with_state(s.to_owned()),
             None => r,
         }
+    }
+
+    #[tokio::test]
+    async fn priorities_follow_the_running_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("rules")).unwrap();
+        let path = dir.path().join("rules/busy.sql");
+        std::fs::write(&path, format!("-- priority = 70\n{BUSY}")).unwrap();
+        let r = rules(dir.path(), None);
+        let mut seen = r.priorities();
+        r.reload().await;
+        assert!(seen.has_changed().unwrap());
+        assert_eq!(seen.borrow_and_update().get("busy"), Some(&70));
+        // A new version with another priority; an invalid one changes nothing.
+        r.install(&path, format!("-- priority = 20\n{BUSY}"))
+            .await
+            .unwrap();
+        assert_eq!(seen.borrow_and_update().get("busy"), Some(&20));
+        assert!(
+            r.install(&path, "-- priority = 99\nSELECT nope FROM nowhere".into())
+                .await
+                .is_err()
+        );
+        assert!(!seen.has_changed().unwrap());
+        // The file removed: the rule and its priority go.
+        std::fs::remove_file(&path).unwrap();
+        r.reload().await;
+        assert!(seen.borrow_and_update().is_empty());
     }
 
     #[tokio::test]

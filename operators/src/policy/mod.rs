@@ -65,6 +65,8 @@ pub struct Settings {
     pub window: Span,
     /// Priority per trigger.
     pub priority: BTreeMap<String, i32>,
+    /// The triggers whose priority the config sets: a rule's header does not change it.
+    pub fixed: std::collections::BTreeSet<String>,
     /// Step 5.
     pub caps: Vec<FrequencyCap>,
     /// Step 6.
@@ -107,6 +109,7 @@ impl Settings {
             },
             window: Span::from_secs(p.arbitration_window_secs as i64),
             priority: p.priority.clone(),
+            fixed: p.priority.keys().cloned().collect(),
             caps: p.frequency_caps.clone(),
             quiet: QuietHours::new(start, end),
             attribution: Span::from_secs(i64::from(p.attribution_window_days) * 86_400),
@@ -210,6 +213,14 @@ impl Policy {
         let (at, rank, entry) = match input {
             Input::Fact(at, f) => (at, FACT, Entry::Fact(f)),
             Input::Action(a) => (a.fired_at, ACTION, Entry::Action(a)),
+            Input::Priorities(p) => {
+                for (trigger, priority) in p {
+                    if !self.settings.fixed.contains(&trigger) {
+                        self.settings.priority.insert(trigger, priority);
+                    }
+                }
+                return;
+            }
         };
         if at < self.frontier {
             self.apply(at, entry, out);

@@ -166,6 +166,9 @@ pub enum Input {
     Fact(Timestamp, Fact),
     /// A customer-facing action, at its `fired_at`.
     Action(Box<Action>),
+    /// SQL rules' priorities as their running versions give them, applied at once;
+    /// a trigger `[policy.priority]` names keeps the config's.
+    Priorities(std::collections::BTreeMap<String, i32>),
 }
 
 /// What the policies decided since the last call.

@@ -359,3 +359,47 @@ fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
     assert_eq!(out.written.len(), 1);
     assert_eq!(out.written[0].trigger, "birthday");
 }
+
+#[test]
+fn a_rules_priority_changes_while_running_but_never_overrides_the_config() {
+    let window = |p: &mut Policy, minute: u32, priorities: &[(&str, i32)]| {
+        let at = |s: u32| format!("2026-11-20T10:{minute:02}:{s:02}Z");
+        let out = run(
+            p,
+            vec![
+                Input::Priorities(
+                    priorities
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), *v))
+                        .collect(),
+                ),
+                Input::Action(action("flash_sale", &format!("m-{minute}"), &at(5))),
+                Input::Action(action("abandoned_cart", &format!("m-{minute}"), &at(10))),
+            ],
+            &format!("2026-11-20T10:{:02}:00Z", minute + 1),
+        );
+        out.written
+            .iter()
+            .map(|a| a.trigger.clone())
+            .collect::<Vec<_>>()
+    };
+    let mut p = Policy::new(settings(0));
+    let mut consent = Output::default();
+    for m in 0..3 {
+        p.push(
+            9,
+            m,
+            profile(&format!("m-{m}"), "2026-11-20T09:00:00Z", true, "UTC"),
+            &mut consent,
+        );
+    }
+    // flash_sale is a rule: its header's priority 90 beats abandoned_cart's 50...
+    assert_eq!(window(&mut p, 0, &[("flash_sale", 90)]), ["flash_sale"]);
+    // ...and a new version with priority 10 loses, without a restart.
+    assert_eq!(window(&mut p, 1, &[("flash_sale", 10)]), ["abandoned_cart"]);
+    // A rule cannot change what the config sets (abandoned_cart is in [policy.priority]).
+    assert_eq!(
+        window(&mut p, 2, &[("flash_sale", 10), ("abandoned_cart", 1)]),
+        ["abandoned_cart"]
+    );
+}

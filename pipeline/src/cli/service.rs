@@ -34,11 +34,7 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
         .with_state(cfg.transport.data_dir.join("rules-state.json")),
     );
     rules.reload().await;
-    // Rules arbitrate with their header's priority unless [policy.priority] names them.
-    let mut cfg = cfg;
-    for r in rules.list() {
-        cfg.policy.priority.entry(r.name).or_insert(r.priority);
-    }
+    let priorities = rules.priorities();
     let (rule_tx, rule_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(footfall_pipeline::rules::run(
         rules.clone(),
@@ -76,6 +72,9 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
             exit_at_end: false,
             sql: Some(hub.clone()),
             rule_actions: Some(rule_rx),
+            // Rules arbitrate with their running version's priority unless
+            // [policy.priority] names them.
+            rule_priorities: Some(priorities),
         },
     )
     .await;

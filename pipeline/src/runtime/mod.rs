@@ -59,6 +59,8 @@ pub struct RunOptions {
     /// Actions of SQL rules, to send through the delivery policies (customer-facing)
     /// or write (alerts, markdowns).
     pub rule_actions: Option<mpsc::Receiver<Vec<footfall_operators::action::Action>>>,
+    /// SQL rules' priorities as they change, for arbitration (with `rule_actions`).
+    pub rule_priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
 }
 
 /// What a run did.
@@ -125,6 +127,7 @@ pub async fn replay(
         exit_at_end: false,
         sql: None,
         rule_actions: None,
+        rule_priorities: None,
     };
     run(cfg, log, opts).await
 }
@@ -299,7 +302,12 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         hub.expect_live(2 * n as usize);
     }
     if let Some(rx) = opts.rule_actions {
-        tokio::spawn(forward_rule_actions(rx, policy_txs.clone(), sinks.clone()));
+        tokio::spawn(forward_rule_actions(
+            rx,
+            opts.rule_priorities,
+            policy_txs.clone(),
+            sinks.clone(),
+        ));
     }
     // The workers (and the rules' forwarder) hold the only senders: a policy task ends
     // when every one has.
@@ -515,9 +523,11 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
 
 /// Sends SQL rules' actions on: customer-facing ones to their customer's policy task
 /// (as worker 0's input: an action due before what the task has applied applies at
-/// once), the others straight to their topic. Ends when the rules stop.
+/// once), the others straight to their topic. The rules' priorities go to every policy
+/// task first, and again whenever a rule changes. Ends when the rules stop.
 async fn forward_rule_actions(
     mut rx: mpsc::Receiver<Vec<footfall_operators::action::Action>>,
+    mut priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
     tasks: Vec<mpsc::Sender<policy::PolicyMsg>>,
     sinks: Arc<sink::Sinks>,
 ) {
@@ -526,7 +536,50 @@ async fn forward_rule_actions(
     use footfall_operators::policy::Input;
     let n = tasks.len() as u32;
     let mut buf = Vec::new();
-    while let Some(actions) = rx.recv().await {
+    let broadcast = |p: std::collections::BTreeMap<String, i32>| {
+        let tasks = tasks.clone();
+        async move {
+            for t in &tasks {
+                let msg = policy::PolicyMsg {
+                    from: 0,
+                    items: vec![Input::Priorities(p.clone())],
+                    progress: Timestamp::MIN,
+                    barrier: None,
+                };
+                if t.send(msg).await.is_err() {
+                    return false;
+                }
+            }
+            true
+        }
+    };
+    if let Some(p) = priorities.as_mut() {
+        let now = p.borrow_and_update().clone();
+        if !now.is_empty() && !broadcast(now).await {
+            return;
+        }
+    }
+    loop {
+        let changed = async {
+            let ok = match priorities.as_mut() {
+                Some(p) => p.changed().await.is_ok(),
+                None => false,
+            };
+            if !ok {
+                std::future::pending::<()>().await;
+            }
+        };
+        let actions = tokio::select! {
+            a = rx.recv() => a,
+            _ = changed => {
+                let now = priorities.as_mut().map(|p| p.borrow_and_update().clone()).unwrap_or_default();
+                if !broadcast(now).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(actions) = actions else { break };
         let mut direct = Vec::new();
         let mut routed: Vec<Vec<Input>> = (0..n).map(|_| Vec::new()).collect();
         for a in actions {
