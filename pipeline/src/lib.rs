@@ -30,6 +30,7 @@ pub mod admin;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod fluvio;
 pub mod generate;
 pub mod lift;
 pub mod log;
