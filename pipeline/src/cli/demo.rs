@@ -127,6 +127,14 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
         out,
         "    footfall sql --data-dir {d} \"SELECT trigger, topic, count(*) AS n FROM actions GROUP BY 1, 2 ORDER BY n DESC\""
     )?;
+    writeln!(
+        out,
+        "    footfall sql --data-dir {d} \"SELECT customer_key, frequency, monetary, round(p_alive, 3) AS p_alive FROM customers WHERE frequency > 0 ORDER BY p_alive LIMIT 5\""
+    )?;
+    writeln!(
+        out,
+        "    footfall sql --data-dir {d} \"SELECT count(*) AS open_carts, sum(value) AS value FROM carts\""
+    )?;
     Ok(())
 }
 
