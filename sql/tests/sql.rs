@@ -30,6 +30,36 @@ struct Db {
     engine: Engine,
 }
 
+/// An answer's cells as text, the way the `.slt` files write them.
+fn cells(answer: &footfall_sql::engine::Answer) -> Vec<Vec<String>> {
+    let opts = FormatOptions::default()
+        .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%SZ"))
+        .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S"))
+        .with_null("NULL");
+    let mut rows = Vec::new();
+    for b in &answer.batches {
+        let fmts: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .collect();
+        for r in 0..b.num_rows() {
+            rows.push(
+                (0..b.num_columns())
+                    .map(|c| {
+                        if b.column(c).is_null(r) {
+                            "NULL".to_owned()
+                        } else {
+                            fmts[c].value(r).to_string()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
 #[async_trait]
 impl sqllogictest::AsyncDB for Db {
     type Error = QueryError;
@@ -37,31 +67,7 @@ impl sqllogictest::AsyncDB for Db {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryError> {
         let answer = self.engine.query(sql).await?;
-        let opts = FormatOptions::default()
-            .with_timestamp_tz_format(Some("%Y-%m-%dT%H:%M:%SZ"))
-            .with_timestamp_format(Some("%Y-%m-%dT%H:%M:%S"))
-            .with_null("NULL");
-        let mut rows = Vec::new();
-        for b in &answer.batches {
-            let fmts: Vec<_> = b
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-                .collect();
-            for r in 0..b.num_rows() {
-                rows.push(
-                    (0..b.num_columns())
-                        .map(|c| {
-                            if b.column(c).is_null(r) {
-                                "NULL".to_owned()
-                            } else {
-                                fmts[c].value(r).to_string()
-                            }
-                        })
-                        .collect(),
-                );
-            }
-        }
+        let rows = cells(&answer);
         Ok(DBOutput::Rows {
             types: vec![DefaultColumnType::Any; answer.schema.fields().len()],
             rows,
@@ -263,19 +269,7 @@ async fn strings(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
         .query(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let opts = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for b in &answer.batches {
-        let fmts: Vec<_> = b
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
-            .collect();
-        for r in 0..b.num_rows() {
-            out.push(fmts.iter().map(|f| f.value(r).to_string()).collect());
-        }
-    }
-    out
+    cells(&answer)
 }
 
 #[tokio::test]

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::service::{free_port, get, wait_until};
-use crate::support::{footfall_bin, footfall_ok, path};
+use crate::support::{Reaped, footfall_bin, path, produce};
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -374,16 +374,6 @@ fn kubernetes_manifests_hold_together() {
     assert!(problems.is_empty(), "{problems:?}");
 }
 
-/// Kills the child when dropped, so a failing assertion leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn query(addr: &str, promql: &str) -> Option<f64> {
     let q: String = promql
         .bytes()
@@ -467,27 +457,18 @@ fn prometheus_scrapes_a_running_footfall() {
     );
 
     // Traffic in two rounds: Prometheus must see the counter rise between them.
-    let produce = |first: u32| {
+    let send = |first: u32| {
         let now = crate::service::chrono_now();
         let lines: String = (first..first + 50)
             .map(|i| format!("{{\"message_id\":\"prom-{i}\",\"type\":\"page_view\",\"timestamp\":\"{now}\",\"user_id\":\"c-{i}\",\"item_id\":\"sku-1\"}}\n"))
             .collect();
-        footfall_ok(
-            &[
-                "produce",
-                "--data-dir",
-                path(&data),
-                "--topic",
-                "clickstream",
-            ],
-            Some(lines.as_bytes()),
-        );
+        produce(&data, "clickstream", &lines);
     };
     let total = "sum(footfall_events_read_total)";
-    produce(0);
+    send(0);
     let first = wait_until(60, || query(&prom_addr, total).filter(|v| *v >= 50.0))
         .expect("Prometheus saw the first 50 events read");
-    produce(50);
+    send(50);
     let second = wait_until(60, || {
         query(&prom_addr, total).filter(|v| *v >= first + 50.0)
     })

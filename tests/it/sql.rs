@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::service::{chrono_now, free_port, get, wait_until};
-use crate::support::{consume, footfall_bin, footfall_ok, path};
+use crate::support::{Reaped, consume, footfall_bin, footfall_ok, path, produce};
 
 /// Sends `body` with `method` to `route`; returns the status, the headers and the body.
 fn send(
@@ -64,14 +64,7 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
     )
     .unwrap();
     // Killed if the test fails before it stops the service itself.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(
+    let mut child = Reaped(
         Command::new(footfall_bin())
             .args(["run", "--config", path(&cfg)])
             .stdout(Stdio::null())
@@ -90,16 +83,7 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
             )
         })
         .collect();
-    footfall_ok(
-        &[
-            "produce",
-            "--data-dir",
-            path(&data),
-            "--topic",
-            "clickstream",
-        ],
-        Some(records.as_bytes()),
-    );
+    produce(&data, "clickstream", &records);
 
     // The workers publish their tables within a second of reading.
     let rows = wait_until(30, || {
@@ -116,23 +100,11 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
     let cart = format!(
         "{{\"message_id\":\"q-cart\",\"type\":\"add_to_cart\",\"timestamp\":\"{now}\",\"user_id\":\"m-cart\",\"cart_id\":\"cart-9\",\"currency\":\"EUR\",\"items\":[{{\"item_id\":\"a\",\"price\":\"12.50\",\"quantity\":2}},{{\"item_id\":\"b\",\"price\":\"0.99\"}}]}}\n"
     );
-    footfall_ok(
-        &[
-            "produce",
-            "--data-dir",
-            path(&data),
-            "--topic",
-            "clickstream",
-        ],
-        Some(cart.as_bytes()),
-    );
+    produce(&data, "clickstream", &cart);
     let profile = format!(
         "{{\"message_id\":\"q-profile\",\"type\":\"profile\",\"timestamp\":\"{now}\",\"user_id\":\"m-cart\",\"timezone\":\"Europe/Berlin\",\"consent\":{{\"push\":true,\"sms\":false}}}}\n"
     );
-    footfall_ok(
-        &["produce", "--data-dir", path(&data), "--topic", "customers"],
-        Some(profile.as_bytes()),
-    );
+    produce(&data, "customers", &profile);
     let carts = wait_until(30, || {
         let (code, v) = query(
             &admin,

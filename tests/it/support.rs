@@ -159,3 +159,21 @@ pub fn data(name: &str) -> PathBuf {
         .join("data")
         .join(name)
 }
+
+/// `footfall produce`: appends `records` (JSON lines) to `topic` of the log in `data`.
+pub fn produce(data: &Path, topic: &str, records: &str) {
+    footfall_ok(
+        &["produce", "--data-dir", path(data), "--topic", topic],
+        Some(records.as_bytes()),
+    );
+}
+
+/// A child process killed when dropped, so a failing assertion leaves none behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
