@@ -67,6 +67,8 @@ pub struct Worker {
     ttl: Span,
     next_sweep: Timestamp,
     evicted: Vec<u64>,
+    /// Keys whose state expired since [`take_expired_keys`](Self::take_expired_keys).
+    expired: Vec<Str>,
 }
 
 /// Restores one `(key, bytes)` row of a snapshot's state.
@@ -91,6 +93,7 @@ impl Worker {
             clock: Timestamp::MIN,
             ttl: DEFAULT_STATE_TTL,
             next_sweep: Timestamp::MIN,
+            expired: Vec::new(),
         }
     }
 
@@ -202,6 +205,13 @@ impl Worker {
                 self.evicted[i] += 1;
             }
         }
+        self.expired.push(Str::from(key));
+    }
+
+    /// Keys whose state expired (untouched for the TTL) since the last call, so that
+    /// what others keep for them (the delivery policies) expires with it.
+    pub fn take_expired_keys(&mut self) -> Vec<Str> {
+        std::mem::take(&mut self.expired)
     }
 
     /// Keys whose state expired since the last call, per operator name.

@@ -183,6 +183,19 @@ pub enum TransportKind {
     Fluvio,
 }
 
+/// How footfall talks to a Fluvio cluster.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FluvioTls {
+    /// Plaintext (a local cluster).
+    #[default]
+    Disabled,
+    /// TLS without verifying the cluster's certificate.
+    Anonymous,
+    /// TLS with the cluster's certificate verified and a client certificate.
+    Verified,
+}
+
 /// `[transport]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -201,6 +214,25 @@ pub struct TransportConfig {
     pub worker_index: u32,
     /// How many processes share them (`FOOTFALL_WORKER_COUNT` overrides).
     pub worker_count: u32,
+    /// Replicas of each Fluvio topic footfall creates.
+    pub replication: u32,
+    /// TLS to the Fluvio cluster: `disabled`, `anonymous` or `verified`.
+    pub fluvio_tls: FluvioTls,
+    /// `verified`: the name the cluster's certificate carries (default: the
+    /// endpoint's host).
+    pub fluvio_tls_domain: Option<String>,
+    /// `verified`: the CA certificate (PEM file).
+    pub fluvio_tls_ca_cert: Option<PathBuf>,
+    /// `verified`: the client certificate (PEM file).
+    pub fluvio_tls_cert: Option<PathBuf>,
+    /// `verified`: the client key (PEM file).
+    pub fluvio_tls_key: Option<PathBuf>,
+    /// Most bytes one fetch of a partition returns (at least the largest record, 1 MiB).
+    pub fluvio_max_fetch_bytes: u64,
+    /// Producer batch size, bytes.
+    pub fluvio_batch_bytes: u64,
+    /// How long the producer waits to fill a batch, milliseconds.
+    pub fluvio_linger_ms: u64,
 }
 
 impl Default for TransportConfig {
@@ -213,6 +245,15 @@ impl Default for TransportConfig {
             partitions: 4,
             worker_index: 0,
             worker_count: 1,
+            replication: 1,
+            fluvio_tls: FluvioTls::Disabled,
+            fluvio_tls_domain: None,
+            fluvio_tls_ca_cert: None,
+            fluvio_tls_cert: None,
+            fluvio_tls_key: None,
+            fluvio_max_fetch_bytes: 4 << 20,
+            fluvio_batch_bytes: 256 << 10,
+            fluvio_linger_ms: 5,
         }
     }
 }
@@ -374,11 +415,38 @@ impl Config {
                 t.worker_index, t.worker_count
             ));
         }
-        if t.kind == TransportKind::Fluvio {
+        if t.kind == TransportKind::Fluvio && t.worker_count > 1 {
             p.push(
-                "transport.kind: \"fluvio\" is not available in this build; use \"embedded\""
+                "transport.worker_count: sharing the partitions among several processes is not \
+                 supported yet (one process reads every partition); use 1"
                     .into(),
             );
+        }
+        if t.kind == TransportKind::Fluvio && t.fluvio_max_fetch_bytes < (1 << 20) + 4096 {
+            p.push(
+                "transport.fluvio_max_fetch_bytes: must hold the largest record (1 MiB) and its \
+                 framing; use at least 1052672"
+                    .into(),
+            );
+        }
+        if t.kind == TransportKind::Fluvio && t.replication == 0 {
+            p.push("transport.replication: must be at least 1".into());
+        }
+        if t.fluvio_tls != FluvioTls::Disabled && !cfg!(feature = "fluvio-tls") {
+            p.push(crate::fluvio::client::NO_TLS.into());
+        }
+        if t.fluvio_tls == FluvioTls::Verified {
+            for (key, v) in [
+                ("fluvio_tls_ca_cert", &t.fluvio_tls_ca_cert),
+                ("fluvio_tls_cert", &t.fluvio_tls_cert),
+                ("fluvio_tls_key", &t.fluvio_tls_key),
+            ] {
+                if v.is_none() {
+                    p.push(format!(
+                        "transport.{key}: required with transport.fluvio_tls = \"verified\""
+                    ));
+                }
+            }
         }
         if t.kind == TransportKind::Embedded && t.worker_count > 1 {
             p.push("transport.worker_count: the embedded log runs in one process; use 1".into());

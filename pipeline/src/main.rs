@@ -32,6 +32,15 @@ struct Cli {
     command: Command,
 }
 
+/// Where `produce`, `consume` and `generate` find the topics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum TransportArg {
+    /// The embedded log in `--data-dir`.
+    Embedded,
+    /// The Fluvio cluster at `FLUVIO_ENDPOINT` (default 127.0.0.1:9003).
+    Fluvio,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Zero-configuration demo: generate traffic, replay it, show what fired.
@@ -49,11 +58,15 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
-    /// Generate deterministic synthetic traffic into the embedded log.
+    /// Generate deterministic synthetic traffic into the embedded log (or Fluvio).
     Generate {
-        /// Data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// Data directory (the embedded log).
+        #[arg(long, required_if_eq("transport", "embedded"))]
+        data_dir: Option<PathBuf>,
+        /// Where the topics are: `embedded` (`--data-dir`) or `fluvio`
+        /// (`FLUVIO_ENDPOINT`, default 127.0.0.1:9003).
+        #[arg(long, value_enum, default_value_t = TransportArg::Embedded)]
+        transport: TransportArg,
         /// Synthetic customers.
         #[arg(long, default_value_t = 1000)]
         customers: u64,
@@ -78,9 +91,13 @@ enum Command {
     },
     /// Append one record per line of standard input to a topic (created if missing).
     Produce {
-        /// Data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// Data directory (the embedded log).
+        #[arg(long, required_if_eq("transport", "embedded"))]
+        data_dir: Option<PathBuf>,
+        /// Where the topics are: `embedded` (`--data-dir`) or `fluvio`
+        /// (`FLUVIO_ENDPOINT`, default 127.0.0.1:9003).
+        #[arg(long, value_enum, default_value_t = TransportArg::Embedded)]
+        transport: TransportArg,
         /// Topic.
         #[arg(long)]
         topic: String,
@@ -90,9 +107,13 @@ enum Command {
     },
     /// Print a topic's records as JSON lines.
     Consume {
-        /// Data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        /// Data directory (the embedded log).
+        #[arg(long, required_if_eq("transport", "embedded"))]
+        data_dir: Option<PathBuf>,
+        /// Where the topics are: `embedded` (`--data-dir`) or `fluvio`
+        /// (`FLUVIO_ENDPOINT`, default 127.0.0.1:9003).
+        #[arg(long, value_enum, default_value_t = TransportArg::Embedded)]
+        transport: TransportArg,
         /// Topic.
         #[arg(long)]
         topic: String,
@@ -354,6 +375,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         } => demo(&data_dir, customers, hours, seed).await,
         Command::Generate {
             data_dir,
+            transport,
             customers,
             hours,
             seed,
@@ -375,34 +397,51 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 duplicate_ratio,
             };
             let records = generate::generate(&params);
-            let log = Log::open(&data_dir, Default::default())?;
-            let n = generate::write(&log, partitions, &records)?;
+            let (n, place) = match (transport, data_dir) {
+                (TransportArg::Fluvio, _) => {
+                    let n = cli::fluvio::write_generated(&records, partitions).await?;
+                    (n, "Fluvio".to_owned())
+                }
+                (TransportArg::Embedded, Some(dir)) => {
+                    let log = Log::open(&dir, Default::default())?;
+                    let n = generate::write(&log, partitions, &records)?;
+                    (n, dir.display().to_string())
+                }
+                (TransportArg::Embedded, None) => bail!("--data-dir is required"),
+            };
             eprintln!(
-                "generated {n} records for {customers} customers over {hours} h from {start} into {}",
-                data_dir.display()
+                "generated {n} records for {customers} customers over {hours} h from {start} into {place}"
             );
             Ok(())
         }
         Command::Produce {
             data_dir,
+            transport,
             topic,
             partitions,
-        } => produce(&data_dir, &topic, partitions),
+        } => match (transport, data_dir) {
+            (TransportArg::Fluvio, _) => cli::fluvio::produce(&topic, partitions).await,
+            (TransportArg::Embedded, Some(dir)) => produce(&dir, &topic, partitions),
+            (TransportArg::Embedded, None) => bail!("--data-dir is required"),
+        },
         Command::Consume {
             data_dir,
+            transport,
             topic,
             from_beginning,
             max,
             follow,
         } => {
-            consume(
-                &data_dir,
-                &topic,
-                from_beginning,
-                max,
-                follow || !from_beginning,
-            )
-            .await
+            let follow = follow || !from_beginning;
+            match (transport, data_dir) {
+                (TransportArg::Fluvio, _) => {
+                    cli::fluvio::consume(&topic, from_beginning, max, follow).await
+                }
+                (TransportArg::Embedded, Some(dir)) => {
+                    consume(&dir, &topic, from_beginning, max, follow).await
+                }
+                (TransportArg::Embedded, None) => bail!("--data-dir is required"),
+            }
         }
         Command::Replay {
             data_dir,

@@ -7,6 +7,7 @@ mod cli;
 mod crash;
 mod deploy;
 mod determinism;
+mod fluvio;
 mod golden;
 mod remote;
 mod service;

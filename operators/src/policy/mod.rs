@@ -326,6 +326,10 @@ impl Policy {
                 }
             }
             Fact::Erase { key } => self.erase(&key, out),
+            // Consent, zone, caps and attribution go with the rest of the key's state.
+            Fact::Expire { key } => {
+                self.customers.remove(&key);
+            }
         }
     }
 
@@ -345,9 +349,11 @@ impl Policy {
             let names = match e {
                 Entry::Action(a) | Entry::Release(a) => a.customer_id.as_deref() == Some(key),
                 Entry::Close { customer, .. } => customer == key,
-                Entry::Fact(Fact::Profile { key: k, .. } | Fact::Purchase { key: k, .. }) => {
-                    k == key
-                }
+                Entry::Fact(
+                    Fact::Profile { key: k, .. }
+                    | Fact::Purchase { key: k, .. }
+                    | Fact::Expire { key: k },
+                ) => k == key,
                 Entry::Fact(_) => false,
             };
             if names && matches!(e, Entry::Action(_) | Entry::Release(_)) {

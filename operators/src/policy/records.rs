@@ -128,6 +128,11 @@ pub enum Fact {
         /// The customer key (or one of their anonymous keys).
         key: Str,
     },
+    /// The customer's state expired: no event touched it for the state TTL.
+    Expire {
+        /// The customer key.
+        key: Str,
+    },
 }
 
 impl Fact {

@@ -403,3 +403,38 @@ fn a_rules_priority_changes_while_running_but_never_overrides_the_config() {
         ["abandoned_cart"]
     );
 }
+
+#[test]
+fn an_expired_customer_loses_consent_caps_and_attribution_with_their_state() {
+    let mut p = Policy::new(settings(0));
+    let out = run(
+        &mut p,
+        vec![
+            profile("m-1", "2026-01-01T10:00:00Z", true, "UTC"),
+            Input::Action(action("abandoned_cart", "m-1", "2026-01-01T12:00:00Z")),
+        ],
+        "2026-01-01T13:00:00Z",
+    );
+    assert_eq!(out.written.len(), 1);
+    assert_eq!(p.customers(), 1);
+    // 400 days without an event: the worker expires the key, and says so.
+    let expire = Input::Fact(
+        t("2027-02-05T13:00:00Z"),
+        Fact::Expire { key: "m-1".into() },
+    );
+    let mut out = Output::default();
+    p.push(0, 10, expire, &mut out);
+    p.push(
+        0,
+        11,
+        Input::Action(action("abandoned_cart", "m-1", "2027-02-05T14:00:00Z")),
+        &mut out,
+    );
+    p.advance(t("2027-02-05T15:00:00Z"), &mut out);
+    assert_eq!(
+        reasons(&out),
+        [("abandoned_cart", "no_consent")],
+        "consent expired with the state"
+    );
+    assert_eq!(p.customers(), 0);
+}

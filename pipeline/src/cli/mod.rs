@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod churn;
 pub mod demo;
+pub mod fluvio;
 pub mod report;
 pub mod service;
 pub mod sql;

@@ -51,7 +51,7 @@ pub fn produce(data_dir: &Path, topic: &str, partitions: u32) -> anyhow::Result<
 
 /// The partitioning key a producer would set: the customer key as far as the record
 /// alone tells (`user_id`, else `anon:<anonymous_id>`), or the store for store topics.
-fn route_key(topic: Option<Topic>, line: &[u8]) -> Option<String> {
+pub(super) fn route_key(topic: Option<Topic>, line: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Ids {
         user_id: Option<String>,

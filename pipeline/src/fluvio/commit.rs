@@ -52,7 +52,7 @@ impl CommitGate {
 #[cfg(test)]
 mod tests {
     use super::super::contiguous::tests::fake;
-    use super::super::{Contiguous, PartitionStream};
+    use super::super::{Contiguous, Transport};
     use super::*;
 
     fn o(t: &str, p: u32, n: u64) -> (String, u32, u64) {
@@ -85,26 +85,24 @@ mod tests {
     #[tokio::test]
     async fn commits_follow_the_checkpoint_then_flush() {
         // The order the runtime keeps: read, barrier, (outputs flushed, manifest
-        // written), then commit and flush through the partition's stream.
+        // written), then commit (durably) through the transport.
         let t = fake(30, 0..0, None);
         let mut r = Contiguous::new(t.clone(), "clickstream", 0, 0);
         let mut g = CommitGate::default();
         for _ in 0..10 {
-            r.next().await;
+            r.next().await.unwrap();
         }
         g.barrier(1, [o("clickstream", 0, r.position())]);
         for _ in 0..5 {
-            r.next().await;
+            r.next().await.unwrap();
         }
         t.log.lock().unwrap().push("manifest 1 written".into());
-        for (_, _, next) in g.written(1) {
-            let s = r.stream().expect("open");
-            s.commit(next).await.unwrap();
-            s.flush().await.unwrap();
+        for (topic, partition, next) in g.written(1) {
+            r.transport().commit(&topic, partition, next).await.unwrap();
         }
         assert_eq!(
             *t.log.lock().unwrap(),
-            ["manifest 1 written", "commit 10", "flush"],
+            ["manifest 1 written", "commit 10"],
             "the commit covers what checkpoint 1 saw (10), not what was read since (15)"
         );
     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tracing::warn;
 
 /// Why the transport failed; the reader retries.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct TransportError(pub String);
 
@@ -24,26 +24,29 @@ pub trait PartitionStream: Send {
     fn next(
         &mut self,
     ) -> impl Future<Output = Option<Result<(u64, Vec<u8>), TransportError>>> + Send;
-    /// Records `next_offset` as where this consumer resumes (not yet durable).
-    fn commit(
-        &mut self,
-        next_offset: u64,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Makes the commits durable.
-    fn flush(&mut self) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
-/// Opens partition streams.
+/// Opens partition streams and commits offsets.
 pub trait Transport: Send + Sync {
     /// The stream type.
     type Stream: PartitionStream;
-    /// A stream of `topic`/`partition` starting at `offset`.
+    /// A stream of `topic`/`partition` starting at `offset`. A `finite` one ends at the
+    /// partition's end as of opening; the others wait for new records.
     fn open(
         &self,
         topic: &str,
         partition: u32,
         offset: u64,
+        finite: bool,
     ) -> impl Future<Output = Result<Self::Stream, TransportError>> + Send;
+    /// Records (durably) that this pipeline's consumer resumes `topic`/`partition` at
+    /// `next_offset`.
+    fn commit(
+        &self,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
@@ -58,6 +61,7 @@ pub struct Contiguous<T: Transport> {
     stream: Option<T::Stream>,
     backoff: Duration,
     gaps: u64,
+    finite: bool,
 }
 
 impl<T: Transport> Contiguous<T> {
@@ -71,7 +75,20 @@ impl<T: Transport> Contiguous<T> {
             stream: None,
             backoff: BACKOFF_FIRST,
             gaps: 0,
+            finite: false,
         }
+    }
+
+    /// Reads up to the partition's end as of each opening: [`next`](Self::next) returns
+    /// `None` there (and opens a new stream on the following call).
+    pub fn finite(mut self) -> Self {
+        self.finite = true;
+        self
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
     }
 
     /// The offset of the next record this reader returns.
@@ -84,20 +101,23 @@ impl<T: Transport> Contiguous<T> {
         self.gaps
     }
 
-    /// The stream, if one is open (to commit through).
-    pub fn stream(&mut self) -> Option<&mut T::Stream> {
-        self.stream.as_mut()
+    /// The next record: the one at [`position`](Self::position). Waits, reconnecting as
+    /// needed, until the transport delivers it; for a [`finite`](Self::finite) reader,
+    /// `None` at the partition's end.
+    pub async fn next(&mut self) -> Option<(u64, Vec<u8>)> {
+        self.next_within(None).await
     }
 
-    /// The next record: the one at [`position`](Self::position). Waits, reconnecting as
-    /// needed, until the transport delivers it.
-    pub async fn next(&mut self) -> (u64, Vec<u8>) {
+    /// Like [`next`](Self::next), but `None` also when no record came within `wait`
+    /// of an open stream (`Duration::ZERO`: only a record ready now). Opening or
+    /// reopening a stream is never cut short.
+    pub async fn next_within(&mut self, wait: Option<Duration>) -> Option<(u64, Vec<u8>)> {
         loop {
             let stream = match &mut self.stream {
                 Some(s) => s,
                 None => match self
                     .transport
-                    .open(&self.topic, self.partition, self.expected)
+                    .open(&self.topic, self.partition, self.expected, self.finite)
                     .await
                 {
                     Ok(s) => self.stream.insert(s),
@@ -107,11 +127,19 @@ impl<T: Transport> Contiguous<T> {
                     }
                 },
             };
-            match stream.next().await {
+            // A stream's `next` loses nothing when dropped before it is ready.
+            let got = match wait {
+                None => stream.next().await,
+                Some(w) => match tokio::time::timeout(w, stream.next()).await {
+                    Ok(got) => got,
+                    Err(_) => return None,
+                },
+            };
+            match got {
                 Some(Ok((offset, bytes))) if offset == self.expected => {
                     self.expected += 1;
                     self.backoff = BACKOFF_FIRST;
-                    return (offset, bytes);
+                    return Some((offset, bytes));
                 }
                 // Redelivered: already returned once.
                 Some(Ok((offset, _))) if offset < self.expected => {}
@@ -128,6 +156,11 @@ impl<T: Transport> Contiguous<T> {
                 Some(Err(e)) => {
                     self.stream = None;
                     self.retry_later(&e.to_string()).await;
+                }
+                None if self.finite => {
+                    self.stream = None;
+                    self.backoff = BACKOFF_FIRST;
+                    return None;
                 }
                 None => {
                     self.stream = None;
@@ -160,6 +193,8 @@ pub(crate) mod tests {
         pub len: u64,
         pub skip: std::ops::Range<u64>,
         pub fail_after: Option<usize>,
+        /// At the end, a stream waits (like a live one) instead of ending.
+        pub endless: bool,
         pub opened: Arc<Mutex<Vec<u64>>>,
         pub log: Arc<Mutex<Vec<String>>>,
     }
@@ -167,7 +202,7 @@ pub(crate) mod tests {
     pub(crate) struct FakeStream {
         records: VecDeque<u64>,
         fail_after: Option<usize>,
-        log: Arc<Mutex<Vec<String>>>,
+        endless: bool,
     }
 
     impl PartitionStream for FakeStream {
@@ -176,25 +211,23 @@ pub(crate) mod tests {
                 return Some(Err(TransportError("broker gone".into())));
             }
             self.fail_after = self.fail_after.map(|n| n - 1);
+            if self.records.is_empty() && self.endless {
+                std::future::pending::<()>().await;
+            }
             let o = self.records.pop_front()?;
             Some(Ok((o, format!("r{o}").into_bytes())))
-        }
-        async fn commit(&mut self, next_offset: u64) -> Result<(), TransportError> {
-            self.log
-                .lock()
-                .unwrap()
-                .push(format!("commit {next_offset}"));
-            Ok(())
-        }
-        async fn flush(&mut self) -> Result<(), TransportError> {
-            self.log.lock().unwrap().push("flush".into());
-            Ok(())
         }
     }
 
     impl Transport for Fake {
         type Stream = FakeStream;
-        async fn open(&self, _: &str, _: u32, offset: u64) -> Result<FakeStream, TransportError> {
+        async fn open(
+            &self,
+            _: &str,
+            _: u32,
+            offset: u64,
+            _finite: bool,
+        ) -> Result<FakeStream, TransportError> {
             let first = {
                 let mut o = self.opened.lock().unwrap();
                 o.push(offset);
@@ -206,8 +239,16 @@ pub(crate) mod tests {
             Ok(FakeStream {
                 records,
                 fail_after: if first { self.fail_after } else { None },
-                log: self.log.clone(),
+                endless: self.endless,
             })
+        }
+
+        async fn commit(&self, _: &str, _: u32, next_offset: u64) -> Result<(), TransportError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("commit {next_offset}"));
+            Ok(())
         }
     }
 
@@ -216,6 +257,7 @@ pub(crate) mod tests {
             len,
             skip,
             fail_after,
+            endless: false,
             opened: Arc::default(),
             log: Arc::default(),
         }
@@ -224,7 +266,7 @@ pub(crate) mod tests {
     async fn read_all<T: Transport>(r: &mut Contiguous<T>, n: u64) -> Vec<u64> {
         let mut got = Vec::new();
         for _ in 0..n {
-            let (o, bytes) = r.next().await;
+            let (o, bytes) = r.next().await.expect("an endless reader");
             assert_eq!(bytes, format!("r{o}").into_bytes());
             got.push(o);
         }
@@ -240,6 +282,40 @@ pub(crate) mod tests {
         assert_eq!(r.gaps(), 1);
         assert_eq!(*t.opened.lock().unwrap(), [0, 40], "reopened at 40");
         assert_eq!(r.position(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_finite_reader_stops_at_the_end_and_takes_up_what_came_since() {
+        let mut t = fake(10, 0..0, None);
+        let mut r = Contiguous::new(t.clone(), "transactions", 0, 4).finite();
+        let mut got = Vec::new();
+        while let Some((o, _)) = r.next().await {
+            got.push(o);
+        }
+        assert_eq!(got, (4..10).collect::<Vec<_>>());
+        // Records appended since: the next call opens a new stream where it stopped.
+        t.len = 12;
+        r.transport = t.clone();
+        assert_eq!(r.next().await.map(|(o, _)| o), Some(10));
+        assert_eq!(*t.opened.lock().unwrap(), [4, 10]);
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_record_gives_up_without_losing_the_stream() {
+        let mut t = fake(3, 0..0, None);
+        t.endless = true;
+        let mut r = Contiguous::new(t.clone(), "clickstream", 0, 0);
+        for o in 0..3 {
+            assert_eq!(
+                r.next_within(Some(Duration::ZERO)).await.map(|(o, _)| o),
+                Some(o)
+            );
+        }
+        // Nothing more: a bounded wait returns, and the stream stays open.
+        let none = r.next_within(Some(Duration::from_millis(10))).await;
+        assert!(none.is_none());
+        assert_eq!(r.position(), 3);
+        assert_eq!(*t.opened.lock().unwrap(), [0], "not reopened");
     }
 
     #[tokio::test]

@@ -1,18 +1,21 @@
-//! The pieces of the Fluvio transport that do not depend on the client: which
-//! partitions a worker reads, reading a partition without ever skipping an offset, and
-//! committing offsets only once a checkpoint covers them.
+//! The Fluvio transport: footfall's topics on a Fluvio cluster (`transport.kind =
+//! "fluvio"`).
 //!
-//! The client plugs in through [`Transport`] and [`PartitionStream`]: one stream per
-//! partition (`consumer_with_config` with an `offset_consumer` name and
-//! `OffsetManagementStrategy::Manual` in the `fluvio` crate), whose `offset_commit` and
-//! `offset_flush` are [`PartitionStream::commit`] and [`PartitionStream::flush`]. The
-//! runtime does not use these yet: `transport.kind = "fluvio"` is refused until the
-//! client is wired in.
+//! - [`client`]: connecting (plaintext or rustls on ring), creating or checking topics,
+//!   partition streams, producers, committed offsets, the partitions' ends.
+//! - [`Contiguous`]: reading a partition without ever skipping or repeating an offset
+//!   (the published client can skip a batch: see `contiguous`).
+//! - [`io`]: the runtime's sources and sinks on top.
+//! - [`CommitGate`]: offsets committed only once a checkpoint covers them.
+//! - [`Assignment`]: which partitions a worker reads.
 
 mod assign;
+pub mod client;
 mod commit;
 mod contiguous;
+pub mod io;
 
 pub use assign::Assignment;
+pub use client::Cluster;
 pub use commit::CommitGate;
 pub use contiguous::{Contiguous, PartitionStream, Transport, TransportError};

@@ -59,6 +59,9 @@ pub enum LogError {
         /// The lock file.
         path: PathBuf,
     },
+    /// The Fluvio cluster failed.
+    #[error("fluvio: {0}")]
+    Fluvio(#[from] crate::fluvio::TransportError),
     /// The topic does not exist in the data directory.
     #[error("no topic `{topic}` in {dir}")]
     NoSuchTopic {

@@ -27,6 +27,20 @@ impl Batch {
         self.spans.is_empty()
     }
 
+    /// Empties the batch; the next record pushed gets `first_offset`.
+    pub fn reset(&mut self, first_offset: u64) {
+        self.first_offset = first_offset;
+        self.data.clear();
+        self.spans.clear();
+    }
+
+    /// Appends the record at the next offset.
+    pub fn push(&mut self, payload: &[u8]) {
+        let start = self.data.len() as u32;
+        self.data.extend_from_slice(payload);
+        self.spans.push((start, payload.len() as u32));
+    }
+
     /// (offset, payload) of each record.
     pub fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
         self.spans.iter().enumerate().map(|(i, &(s, l))| {

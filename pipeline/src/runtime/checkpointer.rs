@@ -1,7 +1,7 @@
 //! Takes checkpoints on the wall-clock interval and at a clean stop, and brings a
 //! restarted pipeline back to the newest complete one.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use footfall_operators::decode::decode;
@@ -15,8 +15,10 @@ use super::sequencer::{Sequencer, WorkerGone};
 use super::sink::Sinks;
 use super::source::Decoded;
 use super::stats::Stats;
+use super::topics::Topics;
 use crate::checkpoint::{CheckpointData, SourceState, Store};
-use crate::log::{Batch, Log, LogError};
+use crate::fluvio::{Cluster, CommitGate, Transport};
+use crate::log::LogError;
 use crate::metrics;
 
 /// The name under which a worker's snapshot carries its policy task's state.
@@ -46,6 +48,8 @@ pub struct Checkpointer {
     next_id: u64,
     inflight: Option<JoinHandle<()>>,
     stats: Arc<Stats>,
+    /// Fluvio: where the input offsets a written checkpoint covers are committed.
+    commits: Option<(Arc<Cluster>, Arc<Mutex<CommitGate>>)>,
 }
 
 impl Checkpointer {
@@ -58,7 +62,15 @@ impl Checkpointer {
             next_id,
             inflight: None,
             stats,
+            commits: None,
         }
+    }
+
+    /// Commits the input offsets each written checkpoint covers to `cluster` (Fluvio),
+    /// after flushing the outputs the checkpoint counts.
+    pub fn with_commits(mut self, cluster: Option<Arc<Cluster>>) -> Self {
+        self.commits = cluster.map(|c| (c, Arc::default()));
+        self
     }
 
     /// Takes a checkpoint if the interval has passed (or `force`) and the previous one
@@ -66,7 +78,7 @@ impl Checkpointer {
     pub async fn maybe(
         &mut self,
         seq: &mut Sequencer,
-        sinks: &Sinks,
+        sinks: &Arc<Sinks>,
         force: bool,
     ) -> Result<(), WorkerGone> {
         if !force && self.last.elapsed() < self.interval {
@@ -89,6 +101,16 @@ impl Checkpointer {
         let outputs = sinks.positions();
         let (store, id, stats) = (self.store.clone(), self.next_id, self.stats.clone());
         self.next_id += 1;
+        let commits = self.commits.clone();
+        if let Some((_, gate)) = &commits {
+            // Everything before a source's first held event is processed.
+            let offsets = sequencer.sources.iter().map(|s| {
+                let next = s.held.iter().copied().min().unwrap_or(s.next_offset);
+                (s.topic.clone(), s.partition, next.min(s.next_offset))
+            });
+            lock(gate).barrier(id, offsets);
+        }
+        let sinks = sinks.clone();
         self.inflight = Some(tokio::spawn(async move {
             let _during = during;
             let mut workers = Vec::with_capacity(replies.len());
@@ -104,8 +126,19 @@ impl Checkpointer {
             }
             let clock = sequencer.clock;
             let data = CheckpointData { sequencer, workers };
+            if commits.is_some()
+                && let Err(e) = sinks.sync().await
+            {
+                // Outputs the checkpoint counts as written are not: it must not be used.
+                warn!(checkpoint = id, error = %e, "checkpoint abandoned: outputs not flushed");
+                return;
+            }
             match store.write(id, data, outputs).await {
                 Ok(written) => {
+                    if let Some((cluster, gate)) = &commits {
+                        let due = lock(gate).written(id);
+                        commit(cluster, due).await;
+                    }
                     let m = metrics::get();
                     for s in &written.sections {
                         if let Some(op) = s.section.strip_prefix("state/") {
@@ -135,8 +168,24 @@ impl Checkpointer {
     }
 }
 
+/// Commits `offsets` (topic, partition, next offset) under the pipeline's consumer name.
+/// A failure is logged: the next checkpoint commits again, and a restart resumes from
+/// the checkpoint, not from these.
+async fn commit(cluster: &Arc<Cluster>, offsets: Vec<(String, u32, u64)>) {
+    let all = offsets.iter().map(|(t, p, next)| async move {
+        if let Err(e) = cluster.commit(t, *p, *next).await {
+            warn!(topic = %t, partition = p, offset = next, error = %e, "committing the offset to Fluvio");
+        }
+    });
+    futures_util::future::join_all(all).await;
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Re-reads and decodes the events a checkpoint's sequencer still held.
-pub fn read_held(log: &Log, s: &SourceState) -> Result<Vec<Decoded>, LogError> {
+pub async fn read_held(topics: &Topics, s: &SourceState) -> Result<Vec<Decoded>, LogError> {
     let Some(&first) = s.held.iter().min() else {
         return Ok(Vec::new());
     };
@@ -145,13 +194,15 @@ pub fn read_held(log: &Log, s: &SourceState) -> Result<Vec<Decoded>, LogError> {
     };
     let mut wanted: Vec<u64> = s.held.clone();
     wanted.sort_unstable();
-    let mut reader = log.reader(&s.topic, s.partition, first)?;
-    let mut batch = Batch::default();
+    let last = wanted[wanted.len() - 1];
     let mut out = Vec::with_capacity(wanted.len());
     let now = Timestamp::now();
     let mut i = 0;
-    while i < wanted.len() && reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
-        for (offset, bytes) in batch.iter() {
+    topics
+        .read_to_end(&s.topic, s.partition, first, |offset, bytes| {
+            while i < wanted.len() && wanted[i] < offset {
+                i += 1;
+            }
             if i < wanted.len() && offset == wanted[i] {
                 i += 1;
                 // It decoded when first read; a record that no longer does is skipped.
@@ -165,7 +216,8 @@ pub fn read_held(log: &Log, s: &SourceState) -> Result<Vec<Decoded>, LogError> {
                     });
                 }
             }
-        }
-    }
+            offset < last
+        })
+        .await?;
     Ok(out)
 }

@@ -18,6 +18,7 @@ pub mod shard;
 pub mod sink;
 pub mod source;
 pub mod stats;
+pub mod topics;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 use crate::checkpoint::Store;
-use crate::config::Config;
+use crate::config::{Config, TransportKind};
 use crate::log::{Log, LogError};
 use checkpointer::Checkpointer;
 use clock::{Clock, Mode};
@@ -39,6 +40,7 @@ use dedupe::Dedupe;
 use sink::Sinks;
 use source::{Pacer, Source, SourceMsg};
 use stats::Stats;
+use topics::Topics;
 
 /// How a run is driven.
 pub struct RunOptions {
@@ -137,10 +139,18 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let mut processing: Option<Duration> = None;
     let n = cfg.transport.partitions.max(1);
     let cap = cfg.runtime.channel_batches.max(1);
+    let topics = match cfg.transport.kind {
+        TransportKind::Embedded => Topics::Log(log.clone()),
+        TransportKind::Fluvio => Topics::Fluvio(
+            crate::fluvio::Cluster::connect(&cfg.transport)
+                .await
+                .map_err(LogError::from)?,
+        ),
+    };
+    let replication = cfg.transport.replication.max(1);
     if opts.mode == Mode::Live {
-        for t in Topic::ALL {
-            log.create_topic(t.name(), n)?;
-        }
+        let names: Vec<&str> = Topic::ALL.iter().map(|t| t.name()).collect();
+        topics.create(&names, n, replication).await?;
     }
     for w in cfg.warnings() {
         info!(note = %w, "config");
@@ -176,7 +186,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         Some((m, d)) => (Some(m), Some(d)),
         None => (None, None),
     };
-    let mut sinks = Sinks::open(log, n, manifest.as_ref().map(|m| m.outputs.as_slice()))?;
+    let since = manifest.as_ref().map(|m| m.outputs.as_slice());
+    let mut sinks = Sinks::open(&topics, n, replication, since).await?;
     if let Some(hub) = &opts.sql {
         sinks.record_to(hub.actions(|| crate::sql::tables(&cfg.sql)));
     }
@@ -196,7 +207,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let mut inputs = Vec::new();
     let mut held = Vec::new();
     for topic in Topic::ALL {
-        let Some(parts) = log.partitions(topic.name())? else {
+        let Some(parts) = topics.partitions(topic.name()).await? else {
             continue;
         };
         for p in 0..parts {
@@ -208,20 +219,20 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             });
             let start = saved.map_or(0, |s| s.next_offset);
             held.push(match saved {
-                Some(s) => checkpointer::read_held(log, s)?,
+                Some(s) => checkpointer::read_held(&topics, s).await?,
                 None => Vec::new(),
             });
             sources.push(Source {
                 src: sources.len(),
                 topic,
                 partition: p,
-                reader: log.reader(topic.name(), p, start)?,
-                end: crate::log::EndTracker::new(log, topic.name(), p),
+                reader: topics.reader(topic.name(), p, start, opts.mode == Mode::Replay)?,
+                end: topics.end(topic.name(), p),
                 batch_records: cfg.runtime.batch_records,
                 interest,
             });
-            // Records are a few hundred bytes: a size hint for the dedupe set.
-            let expected = (log.stored_bytes(topic.name(), p)? / 256) as usize;
+            // A size hint for the dedupe set.
+            let expected = topics.records_after(topic.name(), p, start).await? as usize;
             inputs.push(sequencer::Input {
                 topic,
                 partition: p,
@@ -338,14 +349,20 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         None => 0.0,
     });
     let mut ckpt = match &store {
-        Some(s) => Some(Checkpointer::new(
-            s.clone(),
-            Duration::from_secs_f64(cfg.checkpoint.interval_secs),
-            s.next_id()
-                .await
-                .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
-            stats.clone(),
-        )),
+        Some(s) => Some(
+            Checkpointer::new(
+                s.clone(),
+                Duration::from_secs_f64(cfg.checkpoint.interval_secs),
+                s.next_id()
+                    .await
+                    .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+                stats.clone(),
+            )
+            .with_commits(match &topics {
+                Topics::Fluvio(c) => Some(c.clone()),
+                Topics::Log(_) => None,
+            }),
+        ),
         None => None,
     };
     let pacer = opts.rate.map(|r| Arc::new(Pacer::new(r)));
@@ -507,7 +524,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         }
         Ok(()) => {}
     }
-    sinks.sync()?;
+    sinks.sync().await?;
     Ok(Summary {
         stats,
         elapsed: started.elapsed(),

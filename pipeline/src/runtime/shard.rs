@@ -141,6 +141,16 @@ impl Pending {
     }
 }
 
+/// Tells the policy tasks of keys whose state just expired on `worker` (untouched for
+/// the state TTL) to drop theirs too, at `at`.
+fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp) {
+    let n = p.outbox.len() as u32;
+    for key in worker.take_expired_keys() {
+        let task = partition_for(&key, n) as usize;
+        p.outbox[task].push(Input::Fact(at, Fact::Expire { key }));
+    }
+}
+
 /// A worker's links to the policy tasks.
 pub struct Policies {
     /// This worker's index (the policy task of its own customers).
@@ -332,6 +342,7 @@ pub async fn run(
                     read_at,
                 } => {
                     worker.on_event(&key, &event, &mut p.actions);
+                    expire(&mut worker, &mut p, event.timestamp);
                     if let Some(r) = &mut retain {
                         r.tables.append_event(&key, &event);
                         r.dirty = true;
@@ -347,10 +358,13 @@ pub async fn run(
                         p.mark(read_at);
                         p.emit()?;
                     }
+                    expire(&mut worker, &mut p, clock);
                     read_at
                 }
                 Work::Merge { from, into } => {
                     worker.merge(&from, &into, &mut p.actions);
+                    let clock = worker.clock();
+                    expire(&mut worker, &mut p, clock);
                     Instant::now()
                 }
                 Work::Snapshot { reply, policy } => {
@@ -392,6 +406,8 @@ pub async fn run(
                     if let Ok(states) = states.await {
                         worker.import(&key, states, &mut p.actions);
                     }
+                    let clock = worker.clock();
+                    expire(&mut worker, &mut p, clock);
                     Instant::now()
                 }
             };

@@ -14,10 +14,45 @@ use footfall_operators::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::log::{Batch, Log, LogError, PartitionWriter};
+use super::topics::Topics;
+use crate::fluvio::io::FluvioWriter;
+use crate::log::{LogError, PartitionWriter};
+
+/// Writes one output partition.
+enum Writer {
+    Log(PartitionWriter),
+    Fluvio(FluvioWriter),
+}
+
+impl Writer {
+    fn append(&mut self, key: &str, payload: &[u8]) -> Result<(), LogError> {
+        match self {
+            Writer::Log(w) => w.append(payload).map(|_| ()),
+            Writer::Fluvio(w) => Ok(w.append(key.as_bytes(), payload)?),
+        }
+    }
+
+    /// Makes what was appended visible to readers (Fluvio's producer sends on its own).
+    fn flush(&mut self) -> Result<(), LogError> {
+        match self {
+            Writer::Log(w) => w.flush(),
+            Writer::Fluvio(_) => Ok(()),
+        }
+    }
+
+    /// Where what is appended next goes, at the latest.
+    fn next_offset(&self) -> u64 {
+        match self {
+            Writer::Log(w) => w.next_offset(),
+            // Records queued but not yet acknowledged are after it: reading back from
+            // here finds them all.
+            Writer::Fluvio(w) => w.acknowledged(),
+        }
+    }
+}
 
 struct Slot {
-    writer: PartitionWriter,
+    writer: Writer,
     /// Identities of the records already in this partition.
     written: FxHashSet<u128>,
     /// Records read back at open (a crashed run wrote them past the checkpoint) that
@@ -89,17 +124,19 @@ impl Sinks {
     /// Creates (if needed) and opens every output topic with `partitions` partitions,
     /// reading back what each already holds: everything, or with `since` (a checkpoint's
     /// output positions) what was appended after the checkpoint.
-    pub fn open(
-        log: &Log,
+    pub async fn open(
+        topics: &Topics,
         partitions: u32,
+        replication: u32,
         since: Option<&[(String, Vec<u64>)]>,
     ) -> Result<Self, LogError> {
-        let mut topics = Vec::new();
+        let names: Vec<&str> = OutputTopic::ALL.iter().map(|t| t.name()).collect();
+        topics.create(&names, partitions, replication).await?;
+        let mut out = Vec::new();
         for t in OutputTopic::ALL {
-            let n = log.create_topic(t.name(), partitions)?;
+            let n = topics.partitions(t.name()).await?.unwrap_or(partitions);
             let mut slots = Vec::new();
             for p in 0..n {
-                let writer = log.writer(t.name(), p)?;
                 let mut written = FxHashSet::default();
                 let mut unconfirmed = BTreeMap::new();
                 let mut unconfirmed_at = FxHashMap::default();
@@ -107,17 +144,24 @@ impl Sinks {
                     .and_then(|s| s.iter().find(|(name, _)| name == t.name()))
                     .and_then(|(_, offsets)| offsets.get(p as usize).copied())
                     .unwrap_or(0);
-                let mut reader = log.reader(t.name(), p, from)?;
-                let mut batch = Batch::default();
-                while reader.poll(&mut batch, 4096, 8 << 20)? > 0 {
-                    for (offset, b) in batch.iter() {
+                let mut end = from;
+                topics
+                    .read_to_end(t.name(), p, from, |offset, b| {
+                        end = offset + 1;
                         if let Some(id) = identity(b) {
                             written.insert(id);
                             unconfirmed.insert(offset, id);
                             unconfirmed_at.insert(id, offset);
                         }
+                        true
+                    })
+                    .await?;
+                let writer = match topics {
+                    Topics::Log(log) => Writer::Log(log.writer(t.name(), p)?),
+                    Topics::Fluvio(c) => {
+                        Writer::Fluvio(FluvioWriter::open(c, t.name(), p, end).await?)
                     }
-                }
+                };
                 slots.push(Mutex::new(Slot {
                     writer,
                     written,
@@ -125,10 +169,10 @@ impl Sinks {
                     unconfirmed_at,
                 }));
             }
-            topics.push(slots);
+            out.push(slots);
         }
         Ok(Sinks {
-            topics,
+            topics: out,
             record: None,
         })
     }
@@ -180,7 +224,7 @@ impl Sinks {
             buf.clear();
             // Serializing a struct of strings and JSON values cannot fail.
             let _ = serde_json::to_writer(&mut *buf, a);
-            slot.writer.append(buf)?;
+            slot.writer.append(key, buf)?;
             new += 1;
             if self.record.is_some() {
                 recorded.push(i);
@@ -223,7 +267,7 @@ impl Sinks {
             }
             buf.clear();
             let _ = serde_json::to_writer(&mut *buf, record);
-            slot.writer.append(buf)?;
+            slot.writer.append(key, buf)?;
             new += 1;
             if !touched.contains(&p) {
                 touched.push(p);
@@ -244,7 +288,7 @@ impl Sinks {
                 continue;
             }
             let bytes = serde_json::to_vec(d).unwrap_or_default();
-            slot.writer.append(&bytes)?;
+            slot.writer.append("", &bytes)?;
         }
         slot.writer.flush()
     }
@@ -262,12 +306,20 @@ impl Sinks {
             .collect()
     }
 
-    /// Forces everything written to disk.
-    pub fn sync(&self) -> Result<(), LogError> {
+    /// Forces everything written to disk (the embedded log), or waits until the cluster
+    /// has acknowledged it (Fluvio).
+    pub async fn sync(&self) -> Result<(), LogError> {
+        let mut remote = Vec::new();
         for slots in &self.topics {
             for s in slots {
-                lock(s).writer.sync()?;
+                match &mut lock(s).writer {
+                    Writer::Log(w) => w.sync()?,
+                    Writer::Fluvio(w) => remote.push(w.flush()),
+                }
             }
+        }
+        for r in futures_util::future::join_all(remote).await {
+            r?;
         }
         Ok(())
     }
@@ -286,13 +338,13 @@ mod tests {
     use footfall_sql::{Engine, Limits, Retention, Tables};
 
     use super::*;
-    use crate::log::LogConfig;
+    use crate::log::{Log, LogConfig};
 
     #[tokio::test]
     async fn written_actions_and_suppressions_reach_the_actions_table_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), LogConfig::default()).unwrap();
-        let mut sinks = Sinks::open(&log, 2, None).unwrap();
+        let mut sinks = Sinks::open(&Topics::Log(log), 2, 1, None).await.unwrap();
         let table = Arc::new(Mutex::new(Tables::new(Retention::default())));
         sinks.record_to(table.clone());
         let at = Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap();

@@ -15,7 +15,8 @@ use tracing::debug;
 use super::clock::Mode;
 use super::dedupe::message_hash;
 use super::stats::Stats;
-use crate::log::{Batch, EndTracker, PartitionReader};
+use super::topics::{End, Reader};
+use crate::log::Batch;
 use crate::metrics;
 
 /// A decoded record, with where it came from.
@@ -87,9 +88,9 @@ pub struct Source {
     /// Partition.
     pub partition: u32,
     /// Where it reads.
-    pub reader: PartitionReader,
+    pub reader: Reader,
     /// Where the partition ends, for the consumer lag.
-    pub end: EndTracker,
+    pub end: End,
     /// Records per batch.
     pub batch_records: usize,
     /// The event types to route on.
@@ -127,7 +128,7 @@ impl Source {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            let n = self.reader.poll(&mut batch, batch_records, 4 << 20)?;
+            let n = self.reader.poll(&mut batch, batch_records, 4 << 20).await?;
             if n == 0 {
                 lag_gauge.set(0);
                 match mode {
@@ -154,7 +155,7 @@ impl Source {
             announced_caught_up = false;
             if lag_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
                 lag_at = Some(Instant::now());
-                let end = self.end.end()?;
+                let end = self.end.end().await?;
                 lag_gauge.set(end.saturating_sub(self.reader.position()) as i64);
             }
             if let Some(p) = &pacer {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::action::action_id;
+use crate::event::Str;
 use crate::testing::{Script, at};
 use crate::time::Span;
 
@@ -297,12 +298,15 @@ fn state_idle_past_the_ttl_is_dropped_with_its_cooldown() {
     assert_eq!(s.actions().len(), 2);
     assert_eq!(s.worker().key_counts(), vec![(NAME, 2)]);
     s.click("m-1", "11:00:00", &add("c2")); // idle exactly 1 h: expired, starts afresh
+    // The runtime tells the key's delivery policies, which expire with it.
+    assert_eq!(s.worker().take_expired_keys(), vec![Str::from("m-1")]);
     s.advance("11:59:59");
     let fired: Vec<_> = s.actions().iter().map(|a| a.fired_at).collect();
     assert_eq!(fired, vec![at("10:30:00"), at("10:30:00"), at("11:30:00")]);
     // m-2 was never touched again: a sweep drops it without an event.
     assert_eq!(s.worker().key_counts(), vec![(NAME, 1)]);
     assert_eq!(s.worker().take_evicted(), vec![(NAME, 2)]);
+    assert_eq!(s.worker().take_expired_keys(), vec![Str::from("m-2")]);
 
     // With the default TTL, the cooldown holds.
     let mut s = script();

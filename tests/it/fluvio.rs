@@ -1,0 +1,237 @@
+//! The Fluvio transport against a real cluster: set `FLUVIO_ENDPOINT` (e.g.
+//! `127.0.0.1:9003`) to run these; without it they say that they skipped. They delete
+//! and recreate footfall's topics on that cluster, so point them at a test cluster.
+//!
+//! - Reading a partition of a few MiB with small fetches (where the published client
+//!   drops batches) returns every offset exactly once.
+//! - Generated traffic loaded with `footfall generate --transport fluvio`, replayed
+//!   from Fluvio with SIGKILLs at random points and restarts from the checkpoints,
+//!   writes to Fluvio exactly the actions (and dead letters) an uninterrupted run on
+//!   the embedded log writes, none twice.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use footfall_operators::action::OutputTopic;
+use footfall_operators::event::Topic;
+use footfall_pipeline::config::TransportConfig;
+use footfall_pipeline::fluvio::Cluster;
+use footfall_pipeline::fluvio::io::{FluvioReader, FluvioWriter};
+use footfall_pipeline::log::Batch;
+use serde_json::Value;
+
+use crate::support::{canonical, consume, footfall, footfall_bin, footfall_ok, generate, path};
+
+/// The cluster's endpoint, or `None` after saying the test skipped.
+fn endpoint(test: &str) -> Option<String> {
+    match std::env::var("FLUVIO_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            eprintln!(
+                "SKIPPED {test}: FLUVIO_ENDPOINT is not set (no Fluvio cluster to test against)"
+            );
+            None
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn connect(endpoint: &str, max_fetch: u64) -> Arc<Cluster> {
+    let t = TransportConfig {
+        fluvio_endpoint: endpoint.to_owned(),
+        fluvio_max_fetch_bytes: max_fetch,
+        ..TransportConfig::default()
+    };
+    Cluster::connect(&t).await.expect("connect to Fluvio")
+}
+
+/// One test: the cases share the cluster's topic names, so they run in order.
+#[test]
+fn fluvio_cluster() {
+    let Some(endpoint) = endpoint("fluvio_cluster") else {
+        return;
+    };
+    small_fetches_skip_nothing(&endpoint);
+    replay_with_crashes_matches_the_embedded_log(&endpoint);
+}
+
+fn small_fetches_skip_nothing(endpoint: &str) {
+    let rt = runtime();
+    rt.block_on(async {
+        let c = connect(endpoint, 1 << 21).await;
+        let topic = "footfall-test-fetch";
+        c.delete_topic(topic).await.unwrap();
+        c.ensure_topics(&[topic], 1, 1).await.unwrap();
+        // About 6 MiB of records of varied size.
+        let w = FluvioWriter::open(&c, topic, 0, 0).await.unwrap();
+        let n = 24_000u64;
+        for i in 0..n {
+            let pad = "x".repeat(100 + (i as usize * 37) % 400);
+            w.append(b"", format!("{{\"i\":{i},\"pad\":\"{pad}\"}}").as_bytes())
+                .unwrap();
+        }
+        w.flush().await.unwrap();
+        assert_eq!(c.end_now(topic, 0).await.unwrap(), n);
+
+        // 64 KiB fetches: the published client drops a batch every few hundred records.
+        let small = connect(endpoint, 64 << 10).await;
+        let mut r = FluvioReader::new(small, topic, 0, 0, true);
+        let mut batch = Batch::default();
+        let mut next = 0u64;
+        while r.poll(&mut batch, 1000, 1 << 20).await > 0 {
+            for (offset, bytes) in batch.iter() {
+                assert_eq!(offset, next, "offsets out of order");
+                let v: Value = serde_json::from_slice(bytes).unwrap();
+                assert_eq!(v["i"], offset, "record {offset} holds another record");
+                next += 1;
+            }
+        }
+        assert_eq!(next, n, "every record read exactly once");
+        let gaps = footfall_pipeline::metrics::get()
+            .offset_gaps
+            .with_label_values(&[topic, "0"])
+            .get();
+        eprintln!("read {n} records with 64 KiB fetches; the client skipped {gaps} times and each gap was read again");
+        c.delete_topic(topic).await.unwrap();
+    });
+}
+
+fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let clean = root.path().join("clean");
+    let state = root.path().join("state");
+    let (customers, hours, seed) = (3000, 3, 17);
+    generate(&clean, customers, hours, seed);
+
+    // Fresh topics, loaded with the same traffic.
+    runtime().block_on(async {
+        let c = connect(endpoint, 4 << 20).await;
+        for t in Topic::ALL.iter().map(|t| t.name()) {
+            c.delete_topic(t).await.unwrap();
+        }
+        for t in OutputTopic::ALL.iter().map(|t| t.name()) {
+            c.delete_topic(t).await.unwrap();
+        }
+    });
+    let loaded = footfall_ok(
+        &[
+            "generate",
+            "--transport",
+            "fluvio",
+            "--customers",
+            &customers.to_string(),
+            "--hours",
+            &hours.to_string(),
+            "--seed",
+            &seed.to_string(),
+        ],
+        None,
+    );
+    assert!(loaded.contains("into Fluvio"), "{loaded}");
+
+    let nock = root.path().join("nock.toml");
+    std::fs::write(&nock, "[checkpoint]\nenabled = false\n").unwrap();
+    footfall_ok(
+        &[
+            "replay",
+            "--data-dir",
+            path(&clean),
+            "--config",
+            path(&nock),
+        ],
+        None,
+    );
+    let fl = root.path().join("fluvio.toml");
+    std::fs::write(
+        &fl,
+        format!(
+            "[transport]\nkind = \"fluvio\"\nfluvio_endpoint = \"{endpoint}\"\n\n\
+             [checkpoint]\ninterval_secs = 0.3\n"
+        ),
+    )
+    .unwrap();
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut kills = 0;
+    for _ in 0..4 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let after = Duration::from_millis(800 + seed % 2000);
+        let mut child = Command::new(footfall_bin())
+            .args(["replay", "--data-dir", path(&state), "--config", path(&fl)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    eprintln!("killed {kills} Fluvio replays mid-way");
+    let last = footfall(
+        &["replay", "--data-dir", path(&state), "--config", path(&fl)],
+        None,
+    );
+    assert!(
+        last.status.success(),
+        "the final replay failed: {}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+
+    for (topic, drop) in [
+        ("notifications", &["emitted_at"][..]),
+        ("suppressions", &["emitted_at"][..]),
+        ("deadletter", &["received_at"][..]),
+    ] {
+        let out = footfall_ok(
+            &[
+                "consume",
+                "--transport",
+                "fluvio",
+                "--topic",
+                topic,
+                "--from-beginning",
+            ],
+            None,
+        );
+        let got: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let want = consume(&clean, topic);
+        let mut a = canonical(&want, drop);
+        let mut b = canonical(&got, drop);
+        a.sort();
+        b.sort();
+        let distinct: HashSet<&String> = b.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            b.len(),
+            "{topic}: a record was written twice"
+        );
+        assert_eq!(b.len(), a.len(), "{topic}: record counts differ");
+        assert!(
+            a == b,
+            "{topic}: Fluvio's records differ from the embedded log's"
+        );
+        if topic == "notifications" {
+            assert!(b.len() > 100, "only {} actions", b.len());
+        }
+    }
+}
