@@ -321,8 +321,9 @@ enum CheckpointCommand {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The Fluvio client's own progress notes are noise at `info`.
     let level = match cli.command {
-        Command::Run { .. } => "info",
+        Command::Run { .. } => "info,fluvio=warn,fluvio_socket=warn,fluvio_future=warn",
         _ => "warn",
     };
     tracing_subscriber::fmt()

@@ -49,6 +49,9 @@ async fn connect(endpoint: &str, max_fetch: u64) -> Arc<Cluster> {
     let t = TransportConfig {
         fluvio_endpoint: endpoint.to_owned(),
         fluvio_max_fetch_bytes: max_fetch,
+        // Batches of the size other producers use (Fluvio's default): each fits a
+        // fetch of the small reader below.
+        fluvio_batch_bytes: 16 << 10,
         ..TransportConfig::default()
     };
     Cluster::connect(&t).await.expect("connect to Fluvio")
@@ -68,8 +71,13 @@ fn small_fetches_skip_nothing(endpoint: &str) {
     let rt = runtime();
     rt.block_on(async {
         let c = connect(endpoint, 1 << 21).await;
-        let topic = "footfall-test-fetch";
-        c.delete_topic(topic).await.unwrap();
+        // A new topic each run (a name deleted and created again at once can hang a
+        // cluster's controller).
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let topic = &format!("footfall-test-fetch-{stamp}");
         c.ensure_topics(&[topic], 1, 1).await.unwrap();
         // About 6 MiB of records of varied size.
         let w = FluvioWriter::open(&c, topic, 0, 0).await.unwrap();
@@ -109,7 +117,7 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
     let root = tempfile::tempdir().unwrap();
     let clean = root.path().join("clean");
     let state = root.path().join("state");
-    let (customers, hours, seed) = (3000, 3, 17);
+    let (customers, hours, seed) = (12000, 3, 17);
     generate(&clean, customers, hours, seed);
 
     // Fresh topics, loaded with the same traffic.
@@ -122,7 +130,7 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
             c.delete_topic(t).await.unwrap();
         }
     });
-    let loaded = footfall_ok(
+    let loaded = footfall(
         &[
             "generate",
             "--transport",
@@ -136,7 +144,11 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
         ],
         None,
     );
-    assert!(loaded.contains("into Fluvio"), "{loaded}");
+    let said = String::from_utf8_lossy(&loaded.stderr);
+    assert!(
+        loaded.status.success() && said.contains("into Fluvio"),
+        "{said}"
+    );
 
     let nock = root.path().join("nock.toml");
     std::fs::write(&nock, "[checkpoint]\nenabled = false\n").unwrap();
@@ -166,7 +178,7 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let after = Duration::from_millis(800 + seed % 2000);
+        let after = Duration::from_millis(500 + seed % 2000);
         let mut child = Command::new(footfall_bin())
             .args(["replay", "--data-dir", path(&state), "--config", path(&fl)])
             .stdout(std::process::Stdio::null())
@@ -184,6 +196,20 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
         child.wait().unwrap();
     }
     eprintln!("killed {kills} Fluvio replays mid-way");
+    assert!(kills >= 2, "only {kills} replays were killed mid-way");
+    // The restarts resumed from checkpoints, not from the start.
+    let list = footfall_ok(
+        &[
+            "checkpoint",
+            "list",
+            "--data-dir",
+            path(&state),
+            "--config",
+            path(&fl),
+        ],
+        None,
+    );
+    assert!(list.contains("complete, a restart resumes here"), "{list}");
     let last = footfall(
         &["replay", "--data-dir", path(&state), "--config", path(&fl)],
         None,
@@ -193,6 +219,23 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
         "the final replay failed: {}",
         String::from_utf8_lossy(&last.stderr)
     );
+
+    // Offsets are committed once a checkpoint covers them: after the last one, at the
+    // end of every input partition.
+    runtime().block_on(async {
+        let c = connect(endpoint, 4 << 20).await;
+        let committed = c.committed().await.unwrap();
+        for t in Topic::ALL.iter().map(|t| t.name()) {
+            let Some(n) = c.partitions(t).await.unwrap() else {
+                continue;
+            };
+            for p in 0..n {
+                let end = c.end_now(t, p).await.unwrap();
+                let got = committed.get(&(t.to_owned(), p)).copied().unwrap_or(0);
+                assert_eq!(got, end, "{t}/{p}: committed offset");
+            }
+        }
+    });
 
     for (topic, drop) in [
         ("notifications", &["emitted_at"][..]),

@@ -46,9 +46,6 @@ pub const NO_TLS: &str = "transport.fluvio_tls: this footfall was built without 
 /// How long a partition's end, read from the cluster, stays good for the lag.
 const ENDS_FRESH: Duration = Duration::from_secs(1);
 
-/// Each partition's high watermark, by (topic, partition).
-type Ends = HashMap<(String, u32), u64>;
-
 /// A connection to a Fluvio cluster.
 pub struct Cluster {
     fluvio: Fluvio,
@@ -57,7 +54,7 @@ pub struct Cluster {
     max_bytes: i32,
     batch_bytes: usize,
     linger: Duration,
-    ends: tokio::sync::Mutex<(Option<Instant>, Ends)>,
+    ends: tokio::sync::Mutex<HashMap<(String, u32), (Instant, u64)>>,
     /// Offsets committed so far, per (topic, partition): never committed twice.
     committed: Mutex<HashMap<(String, u32), u64>>,
 }
@@ -112,7 +109,7 @@ impl Cluster {
             max_bytes: t.fluvio_max_fetch_bytes.min(i32::MAX as u64) as i32,
             batch_bytes: t.fluvio_batch_bytes as usize,
             linger: Duration::from_millis(t.fluvio_linger_ms),
-            ends: tokio::sync::Mutex::new((None, HashMap::new())),
+            ends: tokio::sync::Mutex::new(HashMap::new()),
             committed: Mutex::new(HashMap::new()),
         }))
     }
@@ -177,7 +174,7 @@ impl Cluster {
                 .copied()
                 .filter(|n| {
                     let want = topics.get(*n).copied().unwrap_or(u32::MAX);
-                    (0..want.min(1 << 16)).any(|p| !ready.contains_key(&(n.to_string(), p)))
+                    (0..want.min(1 << 16)).any(|p| !ready.contains(&(n.to_string(), p)))
                         || want == u32::MAX
                 })
                 .collect();
@@ -194,6 +191,21 @@ impl Cluster {
         }
     }
 
+    /// The offsets committed under this pipeline's consumer name: each partition's next
+    /// offset to read.
+    pub async fn committed(&self) -> Result<HashMap<(String, u32), u64>, TransportError> {
+        let all = self
+            .fluvio
+            .consumer_offsets()
+            .await
+            .map_err(err("listing Fluvio consumer offsets"))?;
+        Ok(all
+            .into_iter()
+            .filter(|o| o.consumer_id == self.consumer && o.offset >= 0)
+            .map(|o| ((o.topic, o.partition), o.offset as u64 + 1))
+            .collect())
+    }
+
     /// Deletes `topic` (and its records), if it exists.
     pub async fn delete_topic(&self, topic: &str) -> Result<(), TransportError> {
         if self.partitions(topic).await?.is_none() {
@@ -204,9 +216,9 @@ impl Cluster {
             .delete::<TopicSpec>(topic.to_owned())
             .await
             .map_err(err(format!("deleting Fluvio topic `{topic}`")))?;
-        // Deletion is asynchronous on the cluster.
+        // Deletion is asynchronous on the cluster: the topic, then its partitions go.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.partitions(topic).await?.is_some() {
+        while self.partitions(topic).await?.is_some() || self.has_partitions(topic).await? {
             if Instant::now() > deadline {
                 return Err(TransportError(format!(
                     "Fluvio topic `{topic}` still exists 30 s after deleting it"
@@ -217,14 +229,28 @@ impl Cluster {
         Ok(())
     }
 
-    /// Every partition with a leader, and its high watermark.
-    async fn ready_partitions(&self) -> Result<Ends, TransportError> {
+    /// Whether any partition object of `topic` is left.
+    async fn has_partitions(&self, topic: &str) -> Result<bool, TransportError> {
         let admin = self.fluvio.admin().await;
         let parts = admin
             .all::<PartitionSpec>()
             .await
             .map_err(err("listing Fluvio partitions"))?;
-        let mut out = HashMap::new();
+        Ok(parts
+            .iter()
+            .any(|p| p.name.rsplit_once('-').is_some_and(|(t, _)| t == topic)))
+    }
+
+    /// Every partition with a leader.
+    async fn ready_partitions(
+        &self,
+    ) -> Result<std::collections::HashSet<(String, u32)>, TransportError> {
+        let admin = self.fluvio.admin().await;
+        let parts = admin
+            .all::<PartitionSpec>()
+            .await
+            .map_err(err("listing Fluvio partitions"))?;
+        let mut out = std::collections::HashSet::new();
         for p in parts {
             // Partition objects are named `<topic>-<partition>`.
             let Some((topic, index)) = p.name.rsplit_once('-') else {
@@ -233,33 +259,46 @@ impl Cluster {
             let Ok(index) = index.parse::<u32>() else {
                 continue;
             };
-            if p.spec.leader < 0 || p.status.leader.hw < 0 {
+            if p.spec.leader < 0 {
                 continue;
             }
-            out.insert((topic.to_owned(), index), p.status.leader.hw as u64);
+            out.insert((topic.to_owned(), index));
         }
         Ok(out)
     }
 
-    /// Where `topic`/`partition` ends (its high watermark: the next offset a consumer
-    /// can read), as read at most [`ENDS_FRESH`] ago.
+    /// Where `topic`/`partition` ends, as found at most [`ENDS_FRESH`] ago: for the
+    /// consumer lag.
     pub async fn end(&self, topic: &str, partition: u32) -> Result<u64, TransportError> {
+        let key = (topic.to_owned(), partition);
         let mut ends = self.ends.lock().await;
-        if ends.0.is_none_or(|at| at.elapsed() >= ENDS_FRESH) {
-            ends.1 = self.ready_partitions().await?;
-            ends.0 = Some(Instant::now());
+        if let Some((at, end)) = ends.get(&key)
+            && at.elapsed() < ENDS_FRESH
+        {
+            return Ok(*end);
         }
-        Ok(ends
-            .1
-            .get(&(topic.to_owned(), partition))
-            .copied()
-            .unwrap_or(0))
+        let end = self.end_now(topic, partition).await?;
+        ends.insert(key, (Instant::now(), end));
+        Ok(end)
     }
 
-    /// Where `topic`/`partition` ends now.
+    /// Where `topic`/`partition` ends now: the offset after its last record. (The
+    /// cluster's partition status lags behind the partition; the partition's leader
+    /// does not: its last record says.)
     pub async fn end_now(&self, topic: &str, partition: u32) -> Result<u64, TransportError> {
-        self.ends.lock().await.0 = None;
-        self.end(topic, partition).await
+        let mut s = self
+            .stream(topic, partition, Offset::from_end(1), false, false)
+            .await?;
+        match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
+            Ok(Some(Ok(r))) => Ok(r.offset() as u64 + 1),
+            Ok(None) => Ok(0),
+            Ok(Some(Err(e))) => Err(TransportError(format!(
+                "reading where {topic}/{partition} ends: {e:?}"
+            ))),
+            Err(_) => Err(TransportError(format!(
+                "reading where {topic}/{partition} ends: no answer within 10 s"
+            ))),
+        }
     }
 
     /// A producer that writes every record to `topic`/`partition`.
@@ -287,12 +326,11 @@ impl Cluster {
         &self,
         topic: &str,
         partition: u32,
-        offset: u64,
+        start: Offset,
         consumer: bool,
         continuous: bool,
     ) -> Result<Inner, TransportError> {
-        let start = Offset::absolute(offset as i64)
-            .map_err(|e| TransportError(format!("offset {offset}: {e}")))?;
+        let offset = format!("{start:?}");
         let mut b = ConsumerConfigExtBuilder::default();
         b.topic(topic.to_owned())
             .partition(partition)
@@ -311,7 +349,7 @@ impl Cluster {
             .consumer_with_config(config)
             .await
             .map_err(err(format!(
-                "opening Fluvio topic `{topic}` partition {partition} at offset {offset}"
+                "opening Fluvio topic `{topic}` partition {partition} at {offset}"
             )))?;
         Ok(Box::pin(s))
     }
@@ -327,9 +365,9 @@ impl Transport for Arc<Cluster> {
         offset: u64,
         finite: bool,
     ) -> Result<Stream, TransportError> {
+        let start = absolute(offset)?;
         Ok(Stream(
-            self.stream(topic, partition, offset, false, !finite)
-                .await?,
+            self.stream(topic, partition, start, false, !finite).await?,
         ))
     }
 
@@ -343,7 +381,9 @@ impl Transport for Arc<Cluster> {
         if next == 0 || done.is_some_and(|d| d >= next) {
             return Ok(());
         }
-        let mut s = self.stream(topic, partition, next - 1, true, false).await?;
+        let mut s = self
+            .stream(topic, partition, absolute(next - 1)?, true, false)
+            .await?;
         loop {
             match tokio::time::timeout(Duration::from_secs(10), s.next()).await {
                 Ok(Some(Ok(r))) if r.offset() as u64 + 1 >= next => break,
@@ -381,6 +421,10 @@ impl PartitionStream for Stream {
                 .map_err(|e| TransportError(format!("{e:?}"))),
         )
     }
+}
+
+fn absolute(offset: u64) -> Result<Offset, TransportError> {
+    Offset::absolute(offset as i64).map_err(|e| TransportError(format!("offset {offset}: {e}")))
 }
 
 /// The host part of `host:port`.

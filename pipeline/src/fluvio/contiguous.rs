@@ -61,6 +61,8 @@ pub struct Contiguous<T: Transport> {
     stream: Option<T::Stream>,
     backoff: Duration,
     gaps: u64,
+    /// Where the last gap began, until a record past it arrives.
+    gap_at: Option<u64>,
     finite: bool,
 }
 
@@ -75,6 +77,7 @@ impl<T: Transport> Contiguous<T> {
             stream: None,
             backoff: BACKOFF_FIRST,
             gaps: 0,
+            gap_at: None,
             finite: false,
         }
     }
@@ -138,12 +141,25 @@ impl<T: Transport> Contiguous<T> {
             match got {
                 Some(Ok((offset, bytes))) if offset == self.expected => {
                     self.expected += 1;
+                    self.gap_at = None;
                     self.backoff = BACKOFF_FIRST;
                     return Some((offset, bytes));
                 }
                 // Redelivered: already returned once.
                 Some(Ok((offset, _))) if offset < self.expected => {}
                 Some(Ok((offset, _))) => {
+                    if self.gap_at == Some(self.expected) {
+                        // The same batch missed again: it does not fit one fetch.
+                        self.stream = None;
+                        let why = format!(
+                            "the batch at offset {} is skipped on every read: is it larger \
+                             than transport.fluvio_max_fetch_bytes?",
+                            self.expected
+                        );
+                        self.retry_later(&why).await;
+                        continue;
+                    }
+                    self.gap_at = Some(self.expected);
                     self.gaps += 1;
                     crate::metrics::get()
                         .offset_gaps
@@ -195,6 +211,8 @@ pub(crate) mod tests {
         pub fail_after: Option<usize>,
         /// At the end, a stream waits (like a live one) instead of ending.
         pub endless: bool,
+        /// Every stream skips `skip`, not only the first.
+        pub skip_always: bool,
         pub opened: Arc<Mutex<Vec<u64>>>,
         pub log: Arc<Mutex<Vec<String>>>,
     }
@@ -234,7 +252,7 @@ pub(crate) mod tests {
                 o.len() == 1
             };
             let records = (offset..self.len)
-                .filter(|o| !(first && self.skip.contains(o)))
+                .filter(|o| !((first || self.skip_always) && self.skip.contains(o)))
                 .collect();
             Ok(FakeStream {
                 records,
@@ -258,6 +276,7 @@ pub(crate) mod tests {
             skip,
             fail_after,
             endless: false,
+            skip_always: false,
             opened: Arc::default(),
             log: Arc::default(),
         }
@@ -316,6 +335,25 @@ pub(crate) mod tests {
         assert!(none.is_none());
         assert_eq!(r.position(), 3);
         assert_eq!(*t.opened.lock().unwrap(), [0], "not reopened");
+    }
+
+    #[tokio::test]
+    async fn a_batch_skipped_on_every_read_is_retried_with_backoff_not_in_a_hot_loop() {
+        let mut t = fake(100, 40..60, None);
+        t.skip_always = true;
+        let mut r = Contiguous::new(t.clone(), "clickstream", 0, 0);
+        assert_eq!(read_all(&mut r, 40).await.len(), 40);
+        // Never skipped over: the reader waits at 40, reopening ever more slowly.
+        let stuck = tokio::time::timeout(Duration::from_millis(800), r.next()).await;
+        assert!(stuck.is_err());
+        assert_eq!(r.position(), 40);
+        let opened = t.opened.lock().unwrap().clone();
+        assert!(
+            (3..=6).contains(&opened.len()),
+            "reopened {} times in 0.8 s: {opened:?}",
+            opened.len()
+        );
+        assert!(opened[1..].iter().all(|o| *o == 40));
     }
 
     #[tokio::test]

@@ -232,7 +232,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 interest,
             });
             // A size hint for the dedupe set.
-            let expected = topics.records_after(topic.name(), p, start).await? as usize;
+            let expected = topics.records_hint(topic.name(), p)? as usize;
             inputs.push(sequencer::Input {
                 topic,
                 partition: p,

@@ -135,46 +135,57 @@ impl Sinks {
         let mut out = Vec::new();
         for t in OutputTopic::ALL {
             let n = topics.partitions(t.name()).await?.unwrap_or(partitions);
-            let mut slots = Vec::new();
-            for p in 0..n {
-                let mut written = FxHashSet::default();
-                let mut unconfirmed = BTreeMap::new();
-                let mut unconfirmed_at = FxHashMap::default();
-                let from = since
+            let from = |p: u32| {
+                since
                     .and_then(|s| s.iter().find(|(name, _)| name == t.name()))
                     .and_then(|(_, offsets)| offsets.get(p as usize).copied())
-                    .unwrap_or(0);
-                let mut end = from;
-                topics
-                    .read_to_end(t.name(), p, from, |offset, b| {
-                        end = offset + 1;
-                        if let Some(id) = identity(b) {
-                            written.insert(id);
-                            unconfirmed.insert(offset, id);
-                            unconfirmed_at.insert(id, offset);
-                        }
-                        true
-                    })
-                    .await?;
-                let writer = match topics {
-                    Topics::Log(log) => Writer::Log(log.writer(t.name(), p)?),
-                    Topics::Fluvio(c) => {
-                        Writer::Fluvio(FluvioWriter::open(c, t.name(), p, end).await?)
-                    }
-                };
-                slots.push(Mutex::new(Slot {
-                    writer,
-                    written,
-                    unconfirmed,
-                    unconfirmed_at,
-                }));
-            }
-            out.push(slots);
+                    .unwrap_or(0)
+            };
+            // The partitions at once: on a cluster each is a few round trips.
+            let slots = (0..n).map(|p| Self::open_slot(topics, t.name(), p, from(p)));
+            let slots = futures_util::future::join_all(slots).await;
+            out.push(slots.into_iter().collect::<Result<Vec<_>, _>>()?);
         }
         Ok(Sinks {
             topics: out,
             record: None,
         })
+    }
+
+    /// Opens `topic`/`partition` for writing, reading back what it holds from `from`.
+    async fn open_slot(
+        topics: &Topics,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Mutex<Slot>, LogError> {
+        let mut written = FxHashSet::default();
+        let mut unconfirmed = BTreeMap::new();
+        let mut unconfirmed_at = FxHashMap::default();
+        let mut end = from;
+        topics
+            .read_to_end(topic, partition, from, |offset, b| {
+                end = offset + 1;
+                if let Some(id) = identity(b) {
+                    written.insert(id);
+                    unconfirmed.insert(offset, id);
+                    unconfirmed_at.insert(id, offset);
+                }
+                true
+            })
+            .await?;
+        let writer = match topics {
+            Topics::Log(log) => Writer::Log(log.writer(topic, partition)?),
+            Topics::Fluvio(c) => {
+                Writer::Fluvio(FluvioWriter::open(c, topic, partition, end).await?)
+            }
+        };
+        Ok(Mutex::new(Slot {
+            writer,
+            written,
+            unconfirmed,
+            unconfirmed_at,
+        }))
     }
 
     /// Also appends every action and suppression written to `table` (SQL's `actions`).

@@ -74,17 +74,13 @@ impl Topics {
         }
     }
 
-    /// About how many records `topic`/`partition` holds from `offset` on.
-    pub async fn records_after(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-    ) -> Result<u64, LogError> {
+    /// About how many records `topic`/`partition` holds: a size hint (0: unknown).
+    pub fn records_hint(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         match self {
             // Records are a few hundred bytes.
             Topics::Log(log) => Ok(log.stored_bytes(topic, partition)? / 256),
-            Topics::Fluvio(c) => Ok(c.end(topic, partition).await?.saturating_sub(offset)),
+            // Not worth a round trip per partition at start.
+            Topics::Fluvio(_) => Ok(0),
         }
     }
 
