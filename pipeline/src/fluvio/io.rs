@@ -97,6 +97,9 @@ enum Cmd {
 pub struct FluvioWriter {
     tx: mpsc::UnboundedSender<Cmd>,
     acked: Arc<AtomicU64>,
+    /// Set when the producer lost a record: appending then fails, so the run stops
+    /// (and restarts from its checkpoint) instead of going on without its output.
+    failed: Arc<std::sync::Mutex<Option<String>>>,
     topic: String,
     partition: u32,
 }
@@ -116,6 +119,8 @@ impl FluvioWriter {
         let (tx, mut rx) = mpsc::unbounded_channel::<Cmd>();
         let acked = Arc::new(AtomicU64::new(end));
         let seen = acked.clone();
+        let failed_at = Arc::new(std::sync::Mutex::new(None));
+        let shared = failed_at.clone();
         let name = format!("{topic}/{partition}");
         tokio::spawn(async move {
             let mut pending = Vec::new();
@@ -130,7 +135,14 @@ impl FluvioWriter {
                             };
                             match producer.send(key, value).await {
                                 Ok(out) => pending.push(out),
-                                Err(e) => failed = Some(format!("producing to {name}: {e:#}")),
+                                Err(e) => {
+                                    let e = format!("producing to {name}: {e:#}");
+                                    warn!(error = %e, "output record not sent");
+                                    if let Ok(mut f) = shared.lock() {
+                                        f.get_or_insert_with(|| e.clone());
+                                    }
+                                    failed = Some(e);
+                                }
                             }
                         }
                         if pending.len() < ACK_EVERY {
@@ -160,12 +172,16 @@ impl FluvioWriter {
                 }
                 if let Some(e) = &failed {
                     warn!(error = %e, "output records not acknowledged");
+                    if let Ok(mut f) = shared.lock() {
+                        f.get_or_insert_with(|| e.clone());
+                    }
                 }
             }
         });
         Ok(FluvioWriter {
             tx,
             acked,
+            failed: failed_at,
             topic: topic.to_owned(),
             partition,
         })
@@ -173,6 +189,9 @@ impl FluvioWriter {
 
     /// Queues `value` under `key` (empty: none).
     pub fn append(&self, key: &[u8], value: &[u8]) -> Result<(), TransportError> {
+        if let Some(e) = self.failed.lock().ok().and_then(|f| f.clone()) {
+            return Err(TransportError(e));
+        }
         self.tx
             .send(Cmd::Record(key.to_vec(), value.to_vec()))
             .map_err(|_| self.gone())

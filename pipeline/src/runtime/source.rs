@@ -155,8 +155,13 @@ impl Source {
             announced_caught_up = false;
             if lag_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
                 lag_at = Some(Instant::now());
-                let end = self.end.end().await?;
-                lag_gauge.set(end.saturating_sub(self.reader.position()) as i64);
+                // The lag is a gauge: a failure to read the end (a broker restarting) is
+                // not the run's; the reader reconnects on its own.
+                match self.end.end().await {
+                    Ok(end) => lag_gauge.set(end.saturating_sub(self.reader.position()) as i64),
+                    Err(e) => debug!(topic = topic_name, partition = self.partition, error = %e,
+                        "partition end not read; lag not updated"),
+                }
             }
             if let Some(p) = &pacer {
                 p.take(n).await;
