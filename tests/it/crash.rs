@@ -2,10 +2,9 @@
 //! an uninterrupted run's, with no action or dead letter written twice.
 
 use std::collections::HashSet;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::support::{canonical, consume, footfall_bin, footfall_ok, generate, path};
+use crate::support::{canonical, consume, footfall_ok, generate, kill_at_random_points, path};
 
 #[test]
 fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
@@ -36,38 +35,19 @@ fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
     );
 
     // Kill points from a fixed seed, spread over what one run takes.
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut kills = 0;
-    for _ in 0..6 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let after = Duration::from_millis(300 + seed % 1500);
-        let mut child = Command::new(footfall_bin())
-            .args([
-                "replay",
-                "--data-dir",
-                path(&crashed),
-                "--config",
-                path(&ck),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while started.elapsed() < after {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_at_random_points(
+        &[
+            "replay",
+            "--data-dir",
+            path(&crashed),
+            "--config",
+            path(&ck),
+        ],
+        6,
+        0x9e37_79b9_7f4a_7c15,
+        Duration::from_millis(300),
+        Duration::from_millis(1500),
+    );
     assert!(kills >= 5, "only {kills} runs were killed mid-way");
     // The restarts resumed from checkpoints, not from the start.
     let list = footfall_ok(

@@ -10,9 +10,8 @@
 //!   the embedded log writes, none twice.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use footfall_operators::action::OutputTopic;
 use footfall_operators::event::Topic;
@@ -22,7 +21,9 @@ use footfall_pipeline::fluvio::io::{FluvioReader, FluvioWriter};
 use footfall_pipeline::log::Batch;
 use serde_json::Value;
 
-use crate::support::{canonical, consume, footfall, footfall_bin, footfall_ok, generate, path};
+use crate::support::{
+    canonical, consume, footfall, footfall_ok, generate, kill_at_random_points, path,
+};
 
 /// The cluster's endpoint, or `None` after saying the test skipped.
 fn endpoint(test: &str) -> Option<String> {
@@ -172,29 +173,13 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
     )
     .unwrap();
 
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut kills = 0;
-    for _ in 0..4 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let after = Duration::from_millis(500 + seed % 2000);
-        let mut child = Command::new(footfall_bin())
-            .args(["replay", "--data-dir", path(&state), "--config", path(&fl)])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        child.wait().unwrap();
-    }
+    let kills = kill_at_random_points(
+        &["replay", "--data-dir", path(&state), "--config", path(&fl)],
+        4,
+        0x2545_f491_4f6c_dd1d,
+        Duration::from_millis(500),
+        Duration::from_millis(2000),
+    );
     eprintln!("killed {kills} Fluvio replays mid-way");
     assert!(kills >= 2, "only {kills} replays were killed mid-way");
     // The restarts resumed from checkpoints, not from the start.

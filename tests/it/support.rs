@@ -177,3 +177,39 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Runs `footfall args` `runs` times, each SIGKILLed at a point drawn (from `seed`, so
+/// the same each time) between `from` and `from + spread`, unless it ended first.
+/// Returns how many were killed mid-way.
+pub fn kill_at_random_points(
+    args: &[&str],
+    runs: usize,
+    mut seed: u64,
+    from: std::time::Duration,
+    spread: std::time::Duration,
+) -> usize {
+    use std::time::{Duration, Instant};
+    let mut kills = 0;
+    for _ in 0..runs {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let after = from + Duration::from_millis(seed % spread.as_millis().max(1) as u64);
+        let mut child = Command::new(footfall_bin())
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < after && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    kills
+}

@@ -1,7 +1,7 @@
 //! `footfall produce`, `consume` and `generate` against a Fluvio cluster
 //! (`--transport fluvio`, endpoint from `FLUVIO_ENDPOINT`).
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,29 +46,11 @@ pub async fn produce(topic: &str, partitions: u32) -> anyhow::Result<()> {
     let ws = writers(&cluster, topic, partitions).await?;
     let n = ws.len() as u32;
     let input_topic: Option<Topic> = topic.parse().ok();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
-    let mut line = Vec::new();
-    let mut count = 0u64;
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let key = super::topics::route_key(input_topic, &line).unwrap_or_default();
-        let p = match key.is_empty() {
-            false => partition_for(&key, n),
-            true => (xxhash_rust::xxh3::xxh3_64(&line) % u64::from(n)) as u32,
-        };
-        ws[p as usize].append(key.as_bytes(), &line)?;
-        count += 1;
-    }
+    let count = super::topics::each_line(|line| {
+        let (key, p) = super::topics::route(input_topic, line, n);
+        ws[p as usize].append(key.unwrap_or_default().as_bytes(), line)?;
+        Ok(())
+    })?;
     for w in &ws {
         w.flush().await?;
     }

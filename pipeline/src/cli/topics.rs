@@ -17,28 +17,11 @@ pub fn produce(data_dir: &Path, topic: &str, partitions: u32) -> anyhow::Result<
     let mut writers = (0..n)
         .map(|p| log.writer(topic, p))
         .collect::<Result<Vec<_>, _>>()?;
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
-    let mut line = Vec::new();
-    let mut count = 0u64;
-    loop {
-        line.clear();
-        if lines.read_until(b'\n', &mut line)? == 0 {
-            break;
-        }
-        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            line.pop();
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let p = match route_key(input_topic, &line) {
-            Some(k) => partition_for(&k, n),
-            None => (xxh3_64(&line) % u64::from(n)) as u32,
-        };
-        writers[p as usize].append(&line)?;
-        count += 1;
-    }
+    let count = each_line(|line| {
+        let (_, p) = route(input_topic, line, n);
+        writers[p as usize].append(line)?;
+        Ok(())
+    })?;
     for w in &mut writers {
         w.sync()?;
     }
@@ -49,9 +32,43 @@ pub fn produce(data_dir: &Path, topic: &str, partitions: u32) -> anyhow::Result<
     Ok(())
 }
 
+/// Calls `each` with every non-blank line of standard input, without its line end.
+/// Returns how many lines it took.
+pub(super) fn each_line(mut each: impl FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<u64> {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock();
+    let mut line = Vec::new();
+    let mut count = 0u64;
+    loop {
+        line.clear();
+        if lines.read_until(b'\n', &mut line)? == 0 {
+            return Ok(count);
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        each(&line)?;
+        count += 1;
+    }
+}
+
+/// The key of `line` (if it has one) and its partition of `n`: the key's, else a hash
+/// of the line's.
+pub(super) fn route(topic: Option<Topic>, line: &[u8], n: u32) -> (Option<String>, u32) {
+    let key = route_key(topic, line);
+    let p = match &key {
+        Some(k) => partition_for(k, n),
+        None => (xxh3_64(line) % u64::from(n)) as u32,
+    };
+    (key, p)
+}
+
 /// The partitioning key a producer would set: the customer key as far as the record
 /// alone tells (`user_id`, else `anon:<anonymous_id>`), or the store for store topics.
-pub(super) fn route_key(topic: Option<Topic>, line: &[u8]) -> Option<String> {
+fn route_key(topic: Option<Topic>, line: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Ids {
         user_id: Option<String>,
