@@ -51,8 +51,8 @@ pub struct Resolved {
 pub struct Identity {
     links: FxHashMap<Str, Link>,
     erased: FxHashSet<u128>,
-    /// (type, value) → the customer holding that hard id.
-    hard: FxHashMap<(IdType, Str), Str>,
+    /// Per hard type (e-mail, phone): value → the customer holding it.
+    hard: [FxHashMap<Str, Str>; 2],
     /// Per customer: their hard ids and anonymous ids (oldest link first).
     owned: FxHashMap<Str, Owned>,
     /// Link on any event carrying both a `user_id` and an `anonymous_id`, not only on
@@ -88,6 +88,15 @@ const ERASED_SEED: u64 = 0x666f_6f74_6661_6c6c;
 /// The hash an erased key is remembered by.
 pub fn erased_hash(key: &str) -> u128 {
     xxh3_128_with_seed(key.as_bytes(), ERASED_SEED)
+}
+
+/// Where [`Identity::hard`] keeps ids of type `t`; `None` for the other types.
+fn hard_slot(t: IdType) -> Option<usize> {
+    match t {
+        IdType::EmailSha256 => Some(0),
+        IdType::PhoneSha256 => Some(1),
+        _ => None,
+    }
 }
 
 struct Link {
@@ -225,7 +234,8 @@ impl Identity {
     /// Gives `user` the hard id `value` of type `t`, unless another customer holds it
     /// or `user` already has a different one: then the link is refused and counted.
     fn link_hard(&mut self, t: IdType, value: &Str, user: &Str) {
-        match self.hard.get(&(t, value.clone())) {
+        let Some(i) = hard_slot(t) else { return };
+        match self.hard[i].get(value.as_str()) {
             Some(holder) if holder == user => return,
             Some(_) => {
                 self.conflicts[t as usize] += 1;
@@ -243,7 +253,7 @@ impl Identity {
             return;
         }
         *slot = Some(value.clone());
-        self.hard.insert((t, value.clone()), user.clone());
+        self.hard[i].insert(value.clone(), user.clone());
     }
 
     /// Placeholder ids seen and conflicting links refused since the last call, per type.
@@ -270,7 +280,7 @@ impl Identity {
         } else {
             [IdType::EmailSha256, IdType::PhoneSha256]
                 .into_iter()
-                .find_map(|t| self.hard.get(&(t, Str::from(id))).cloned())?
+                .find_map(|t| self.hard[hard_slot(t)?].get(id).cloned())?
         };
         let owned = self.owned.get(&user)?;
         Some(Identifiers {
@@ -287,7 +297,10 @@ impl Identity {
 
     /// Every hard id as `(type, value, customer)` (for checkpoints).
     pub fn hard_ids(&self) -> impl Iterator<Item = (IdType, &Str, &Str)> {
-        self.hard.iter().map(|((t, v), u)| (*t, v, u))
+        [IdType::EmailSha256, IdType::PhoneSha256]
+            .into_iter()
+            .zip(&self.hard)
+            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t, v, u)))
     }
 
     /// Restores a hard id written by [`hard_ids`](Self::hard_ids).
@@ -298,7 +311,9 @@ impl Identity {
             IdType::PhoneSha256 => owned.phone = Some(value.clone()),
             _ => return,
         }
-        self.hard.insert((t, value), user);
+        if let Some(i) = hard_slot(t) {
+            self.hard[i].insert(value, user);
+        }
     }
 
     /// Forgets `user_id`: drops its links and returns the keys whose state must be
@@ -314,7 +329,9 @@ impl Identity {
             false
         });
         self.owned.remove(user_id);
-        self.hard.retain(|_, u| u != user_id);
+        self.hard
+            .iter_mut()
+            .for_each(|m| m.retain(|_, u| u != user_id));
         self.erased.extend(keys.iter().map(|k| erased_hash(k)));
         keys
     }

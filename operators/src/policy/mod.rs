@@ -459,8 +459,8 @@ impl Policy {
     /// Steps 5 and 6 for an arbitration winner decided at `at`.
     fn admit(&mut self, a: Action, at: Timestamp, out: &mut Output) {
         let key = Self::customer_key(&a);
-        let tz = self.zone(&key);
         let c = self.customers.get_or_default(&key);
+        let tz = zone_of(Some(c), &self.stores, self.settings.default_zone);
         if let Err(why) = c
             .caps
             .admit(&self.settings.caps, &a.channel, tz, a.fired_at)
@@ -503,15 +503,11 @@ impl Policy {
 
     /// The customer's zone: their profile's, else their home store's, else the default.
     pub fn zone(&self, key: &str) -> Tz {
-        let c = self.customers.get(key);
-        c.and_then(|c| c.timezone.as_deref())
-            .and_then(local::zone)
-            .or_else(|| {
-                c.and_then(|c| c.home_store.as_ref())
-                    .and_then(|s| self.stores.get(s))
-                    .and_then(|tz| local::zone(tz))
-            })
-            .unwrap_or(self.settings.default_zone)
+        zone_of(
+            self.customers.get(key),
+            &self.stores,
+            self.settings.default_zone,
+        )
     }
 
     /// Actions held for arbitration or quiet hours.
@@ -523,6 +519,18 @@ impl Policy {
     pub fn customers(&self) -> usize {
         self.customers.len()
     }
+}
+
+/// The zone of customer `c`: their profile's, else their home store's, else `default`.
+fn zone_of(c: Option<&Customer>, stores: &FxHashMap<Str, Str>, default: Tz) -> Tz {
+    c.and_then(|c| c.timezone.as_deref())
+        .and_then(local::zone)
+        .or_else(|| {
+            c.and_then(|c| c.home_store.as_ref())
+                .and_then(|s| stores.get(s))
+                .and_then(|tz| local::zone(tz))
+        })
+        .unwrap_or(default)
 }
 
 #[cfg(test)]

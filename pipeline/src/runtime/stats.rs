@@ -84,8 +84,7 @@ impl Stats {
         }
         let mut map = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
         for x in s {
-            *map.entry((x.action.trigger.clone(), x.reason.as_str()))
-                .or_default() += 1;
+            bump(&mut map, &x.action.trigger, x.reason.as_str());
         }
     }
 
@@ -100,7 +99,7 @@ impl Stats {
     pub(crate) fn actions(&self, actions: &[Action], latencies_us: &[u32]) {
         let mut map = self.actions.lock().unwrap_or_else(|e| e.into_inner());
         for a in actions {
-            *map.entry((a.trigger.clone(), a.group)).or_default() += 1;
+            bump(&mut map, &a.trigger, a.group);
         }
         drop(map);
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
@@ -219,4 +218,15 @@ fn percentile(values: &Mutex<Vec<u32>>, q: f64) -> Option<u32> {
     l.sort_unstable();
     let i = ((l.len() - 1) as f64 * q).round() as usize;
     Some(l[i])
+}
+
+/// Adds one to `(trigger, k)`. The few triggers are compared in place, so counting does
+/// not allocate a key per action.
+fn bump<K: Ord + Copy>(map: &mut BTreeMap<(String, K), u64>, trigger: &str, k: K) {
+    match map.iter_mut().find(|((t, x), _)| *x == k && t == trigger) {
+        Some((_, n)) => *n += 1,
+        None => {
+            map.insert((trigger.to_owned(), k), 1);
+        }
+    }
 }
