@@ -45,6 +45,8 @@ fn list_inspect_and_an_erase_that_leaves_no_trace() {
     );
     assert!(inspect.contains("abandoned_cart"), "{inspect}");
     assert!(inspect.contains("identity links"), "{inspect}");
+    assert!(inspect.contains("e-mail and phone ids"), "{inspect}");
+    assert!(inspect.contains("clock (workers)"), "{inspect}");
     let missing = footfall(
         &["checkpoint", "inspect", "99", "--data-dir", path(&data)],
         None,

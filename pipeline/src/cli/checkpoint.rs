@@ -161,7 +161,19 @@ pub async fn inspect(cfg: &Config, id: u64) -> anyhow::Result<()> {
     row(&sequencer, "source", "input partitions");
     row(&sequencer, "dedupe", "dedupe buckets (hourly)");
     row(&sequencer, "link", "identity links");
+    row(&sequencer, "hard", "e-mail and phone ids");
     row(&sequencer, "erased", "erased keys (hashed)");
+    // Sections added later are shown by name, so the sizes always add up.
+    const SHOWN: [&str; 7] = [
+        "timer", "touched", "source", "dedupe", "link", "hard", "erased",
+    ];
+    for (map, whose) in [(&workers, "workers"), (&sequencer, "sequencer")] {
+        for section in map.keys() {
+            if !section.starts_with("state/") && !SHOWN.contains(&section.as_str()) {
+                row(map, section, &format!("{section} ({whose})"));
+            }
+        }
+    }
     println!("\noutput positions (a restart reads back from here)");
     for (topic, ends) in &m.outputs {
         let ends: Vec<String> = ends.iter().map(|e| e.to_string()).collect();
