@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{canonical, consume, footfall_ok, generate, kill_at_random_points, path};
+use crate::support::{
+    canonical, consume, footfall_ok, generate, kill_at_random_points, path, replay_from_checkpoint,
+};
 
 #[test]
 fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
@@ -49,29 +51,7 @@ fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
         Duration::from_millis(1500),
     );
     assert!(kills >= 5, "only {kills} runs were killed mid-way");
-    // The restarts resumed from checkpoints, not from the start.
-    let list = footfall_ok(
-        &[
-            "checkpoint",
-            "list",
-            "--data-dir",
-            path(&crashed),
-            "--config",
-            path(&ck),
-        ],
-        None,
-    );
-    assert!(list.contains("complete, a restart resumes here"), "{list}");
-    footfall_ok(
-        &[
-            "replay",
-            "--data-dir",
-            path(&crashed),
-            "--config",
-            path(&ck),
-        ],
-        None,
-    );
+    replay_from_checkpoint(&crashed, &ck);
 
     for (topic, drop) in [
         ("notifications", &["emitted_at"][..]),

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::support::{
     canonical, consume, footfall, footfall_ok, generate, kill_at_random_points, path,
+    replay_from_checkpoint,
 };
 
 /// The cluster's endpoint, or `None` after saying the test skipped.
@@ -182,28 +183,7 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
     );
     eprintln!("killed {kills} Fluvio replays mid-way");
     assert!(kills >= 2, "only {kills} replays were killed mid-way");
-    // The restarts resumed from checkpoints, not from the start.
-    let list = footfall_ok(
-        &[
-            "checkpoint",
-            "list",
-            "--data-dir",
-            path(&state),
-            "--config",
-            path(&fl),
-        ],
-        None,
-    );
-    assert!(list.contains("complete, a restart resumes here"), "{list}");
-    let last = footfall(
-        &["replay", "--data-dir", path(&state), "--config", path(&fl)],
-        None,
-    );
-    assert!(
-        last.status.success(),
-        "the final replay failed: {}",
-        String::from_utf8_lossy(&last.stderr)
-    );
+    replay_from_checkpoint(&state, &fl);
 
     // Offsets are committed once a checkpoint covers them: after the last one, at the
     // end of every input partition.

@@ -178,6 +178,27 @@ impl Drop for Reaped {
     }
 }
 
+/// After runs were killed: asserts the data directory holds a complete checkpoint (so
+/// restarts resumed from one, not from the start), then replays to the end from it.
+pub fn replay_from_checkpoint(data: &Path, config: &Path) {
+    let list = footfall_ok(
+        &[
+            "checkpoint",
+            "list",
+            "--data-dir",
+            path(data),
+            "--config",
+            path(config),
+        ],
+        None,
+    );
+    assert!(list.contains("complete, a restart resumes here"), "{list}");
+    footfall_ok(
+        &["replay", "--data-dir", path(data), "--config", path(config)],
+        None,
+    );
+}
+
 /// Runs `footfall args` `runs` times, each SIGKILLed at a point drawn (from `seed`, so
 /// the same each time) between `from` and `from + spread`, unless it ended first.
 /// Returns how many were killed mid-way.
