@@ -375,6 +375,21 @@ impl Config {
         })
     }
 
+    /// Where this process's checkpoints go: `checkpoint.url` (default: under
+    /// `data_dir`), and in it `worker-<index>` when several processes share the
+    /// pipeline, each checkpointing its own partitions.
+    pub fn checkpoint_location(&self, data_dir: &std::path::Path) -> String {
+        let base = self.checkpoint.location(data_dir);
+        match self.transport.worker_count > 1 {
+            true => format!(
+                "{}/worker-{}",
+                base.trim_end_matches('/'),
+                self.transport.worker_index
+            ),
+            false => base,
+        }
+    }
+
     /// `FLUVIO_ENDPOINT`, `FOOTFALL_WORKER_INDEX`, `FOOTFALL_WORKER_COUNT`.
     pub fn apply_env(&mut self) {
         if let Ok(e) = std::env::var("FLUVIO_ENDPOINT") {
@@ -415,13 +430,6 @@ impl Config {
                 t.worker_index, t.worker_count
             ));
         }
-        if t.kind == TransportKind::Fluvio && t.worker_count > 1 {
-            p.push(
-                "transport.worker_count: sharing the partitions among several processes is not \
-                 supported yet (one process reads every partition); use 1"
-                    .into(),
-            );
-        }
         if t.kind == TransportKind::Fluvio && t.fluvio_max_fetch_bytes < (1 << 20) + 4096 {
             p.push(
                 "transport.fluvio_max_fetch_bytes: must hold the largest record (1 MiB) and its \
@@ -447,9 +455,6 @@ impl Config {
                     ));
                 }
             }
-        }
-        if t.kind == TransportKind::Embedded && t.worker_count > 1 {
-            p.push("transport.worker_count: the embedded log runs in one process; use 1".into());
         }
         let c = &self.checkpoint;
         if c.enabled && !(c.interval_secs.is_finite() && c.interval_secs > 0.0) {

@@ -145,7 +145,7 @@ pub async fn live_state(
         return Ok(None);
     }
     let store = crate::checkpoint::Store::open(
-        &cfg.checkpoint.location(data_dir),
+        &cfg.checkpoint_location(data_dir),
         cfg.checkpoint.keep,
         &cfg.checkpoint.options,
     )

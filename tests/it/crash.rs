@@ -1,11 +1,11 @@
 //! Crash recovery: SIGKILL mid-replay, restart from the checkpoint, and the output equals
 //! an uninterrupted run's, with no action or dead letter written twice.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::support::{
-    canonical, consume, footfall_ok, generate, kill_at_random_points, path, replay_from_checkpoint,
+    assert_same_records, consume, copy_dir, footfall_ok, generate, kill_at_random_points, path,
+    replay_from_checkpoint,
 };
 
 #[test]
@@ -57,33 +57,13 @@ fn sigkill_at_random_points_loses_nothing_and_sends_nothing_twice() {
         ("notifications", &["emitted_at"][..]),
         ("deadletter", &["received_at"][..]),
     ] {
-        let (a, b) = (consume(&clean, topic), consume(&crashed, topic));
-        let mut ca = canonical(&a, drop);
-        let mut cb = canonical(&b, drop);
-        assert_eq!(cb.len(), ca.len(), "{topic}: record counts differ");
-        ca.sort();
-        cb.sort();
-        assert!(ca == cb, "{topic}: the crashed run wrote different records");
-        let distinct: HashSet<&String> = cb.iter().collect();
-        assert_eq!(
-            distinct.len(),
-            cb.len(),
-            "{topic}: a record was written twice"
+        assert_same_records(
+            topic,
+            &consume(&clean, topic),
+            &consume(&crashed, topic),
+            drop,
         );
     }
     let actions = consume(&crashed, "notifications");
     assert!(actions.len() > 1000, "only {} actions", actions.len());
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }

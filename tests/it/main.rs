@@ -10,6 +10,7 @@ mod determinism;
 mod fluvio;
 mod golden;
 mod remote;
+mod scaleout;
 mod service;
 mod sql;
 mod support;

@@ -234,3 +234,37 @@ pub fn kill_at_random_points(
     }
     kills
 }
+
+/// Asserts `got` holds exactly the records of `want` (ignoring the fields `drop` names
+/// and the order), none twice.
+pub fn assert_same_records(topic: &str, want: &[Value], got: &[Value], drop: &[&str]) {
+    let mut a = canonical(want, drop);
+    let mut b = canonical(got, drop);
+    a.sort();
+    b.sort();
+    let distinct: std::collections::HashSet<&String> = b.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        b.len(),
+        "{topic}: a record was written twice"
+    );
+    assert_eq!(b.len(), a.len(), "{topic}: record counts differ");
+    assert!(
+        a == b,
+        "{topic}: the records differ from the uninterrupted run's"
+    );
+}
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}

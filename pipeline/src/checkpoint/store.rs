@@ -72,11 +72,21 @@ pub struct Manifest {
     pub clock: String,
     /// Partition workers.
     pub workers: u32,
+    /// Which of the processes sharing the pipeline wrote it (0 of 1: not shared).
+    #[serde(default)]
+    pub worker_index: u32,
+    /// How many processes shared the pipeline.
+    #[serde(default = "one")]
+    pub worker_count: u32,
     /// Per output topic, the end offset of each partition when the barrier passed: on
     /// recovery everything from there on is read back and not appended again.
     pub outputs: Vec<(String, Vec<u64>)>,
     /// The files.
     pub files: Vec<FileEntry>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A complete checkpoint found in the store.
@@ -113,6 +123,8 @@ pub struct Store {
     local_dir: Option<PathBuf>,
     /// Where it is, for messages.
     pub location: String,
+    /// The process of a shared pipeline writing: (index, count).
+    share: (u32, u32),
 }
 
 /// The size of the parts a checkpoint file is uploaded in (S3 wants at least 5 MiB).
@@ -243,6 +255,7 @@ impl Store {
                 keep,
                 location: dir.display().to_string(),
                 local_dir: Some(dir),
+                share: (0, 1),
             });
         }
         Ok(Store {
@@ -250,7 +263,14 @@ impl Store {
             keep,
             local_dir: None,
             location: url.to_owned(),
+            share: (0, 1),
         })
+    }
+
+    /// Marks the checkpoints written as worker `index` of `count`'s.
+    pub fn with_share(mut self, index: u32, count: u32) -> Self {
+        self.share = (index, count);
+        self
     }
 
     /// Checks that `url` and `options` name a store footfall can open, without touching
@@ -459,6 +479,8 @@ impl Store {
             created_at: Timestamp::now().to_string(),
             clock: clock.to_string(),
             workers,
+            worker_index: self.share.0,
+            worker_count: self.share.1,
             outputs,
             files: entries,
         };

@@ -37,7 +37,7 @@ fn second(t: &str) -> String {
 
 /// Opens the configured store, or says there is nothing when a local one does not exist.
 fn open(cfg: &Config) -> anyhow::Result<Option<Store>> {
-    let url = cfg.checkpoint.location(&cfg.transport.data_dir);
+    let url = cfg.checkpoint_location(&cfg.transport.data_dir);
     let local = match url.split_once("://") {
         None => Some(url.as_str()),
         Some(("file", rest)) => Some(rest),

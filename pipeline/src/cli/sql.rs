@@ -48,7 +48,7 @@ pub async fn query(cfg: &Config, sql: &str, json: bool) -> anyhow::Result<()> {
             }
             None => eprintln!(
                 "no checkpoint in {}: the live state tables (customers, carts, lots) are empty",
-                cfg.checkpoint.location(dir)
+                cfg.checkpoint_location(dir)
             ),
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! Offsets: footfall's checkpoint is where a restart resumes (each input partition's
 //! next offset is in it), so a stream opens at an absolute offset. The offsets it
-//! commits under `transport.consumer_name` are for the cluster's own tools
+//! commits under `transport.consumer_name` (with `-w<index>` when several processes
+//! share the pipeline: each reads every partition) are for the cluster's own tools
 //! (`fluvio consumer list`): they are committed only once the checkpoint that covers
 //! them is written ([`CommitGate`](super::CommitGate)), and never ahead of it. The
 //! client commits "the last record a stream delivered"; so to commit offset `n` a
@@ -105,7 +106,11 @@ impl Cluster {
         Ok(Arc::new(Cluster {
             fluvio,
             endpoint: t.fluvio_endpoint.clone(),
-            consumer: t.consumer_name.clone(),
+            // Each process of a shared pipeline reads every partition on its own.
+            consumer: match t.worker_count > 1 {
+                true => format!("{}-w{}", t.consumer_name, t.worker_index),
+                false => t.consumer_name.clone(),
+            },
             max_bytes: t.fluvio_max_fetch_bytes.min(i32::MAX as u64) as i32,
             batch_bytes: t.fluvio_batch_bytes as usize,
             linger: Duration::from_millis(t.fluvio_linger_ms),

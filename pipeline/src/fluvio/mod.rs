@@ -7,15 +7,12 @@
 //!   (the published client can skip a batch: see `contiguous`).
 //! - [`io`]: the runtime's sources and sinks on top.
 //! - [`CommitGate`]: offsets committed only once a checkpoint covers them.
-//! - [`Assignment`]: which partitions a worker reads.
 
-mod assign;
 pub mod client;
 mod commit;
 mod contiguous;
 pub mod io;
 
-pub use assign::Assignment;
 pub use client::Cluster;
 pub use commit::CommitGate;
 pub use contiguous::{Contiguous, PartitionStream, Transport, TransportError};

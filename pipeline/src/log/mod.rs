@@ -70,6 +70,9 @@ pub enum LogError {
         /// Data directory.
         dir: PathBuf,
     },
+    /// The topics, or a record in them, do not fit what the pipeline needs.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 pub(crate) fn io<'a>(
@@ -183,7 +186,9 @@ impl Log {
             fs::create_dir_all(&d).map_err(io("create", &d))?;
         }
         let path = self.dir.join(topic).join("topic.json");
-        let tmp = path.with_extension("json.tmp");
+        // Processes sharing the log may create a topic at once: each writes its own file
+        // and renames it into place; the contents are the same.
+        let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
         let body = serde_json::to_vec(&TopicMeta { partitions }).unwrap_or_default();
         fs::write(&tmp, body).map_err(io("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(io("rename", &path))?;

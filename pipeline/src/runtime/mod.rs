@@ -9,9 +9,11 @@
 //! keeps the pipeline clock; worker `i` owns the keys that hash to partition `i`. Every
 //! channel is bounded, so a slow sink slows the sources.
 
+pub mod assign;
 pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;
+pub mod handoff;
 pub mod policy;
 pub mod sequencer;
 pub mod shard;
@@ -139,6 +141,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let mut processing: Option<Duration> = None;
     let n = cfg.transport.partitions.max(1);
     let cap = cfg.runtime.channel_batches.max(1);
+    let share = assign::Assignment::new(cfg.transport.worker_index, cfg.transport.worker_count)
+        .map_err(|e| RuntimeError::Task(format!("config: {e}")))?;
     let topics = match cfg.transport.kind {
         TransportKind::Embedded => Topics::Log(log.clone()),
         TransportKind::Fluvio => Topics::Fluvio(
@@ -158,11 +162,12 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let store = match cfg.checkpoint.enabled {
         true => Some(
             Store::open(
-                &cfg.checkpoint.location(log.dir()),
+                &cfg.checkpoint_location(log.dir()),
                 cfg.checkpoint.keep,
                 &cfg.checkpoint.options,
             )
-            .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?,
+            .map_err(|e| RuntimeError::Checkpoint(e.to_string()))?
+            .with_share(share.index(), share.count()),
         ),
         false => None,
     };
@@ -182,12 +187,37 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             m.id, m.workers
         )));
     }
+    if let Some((m, _)) = &restored
+        && (m.worker_count, m.worker_index) != (share.count(), share.index())
+    {
+        return Err(RuntimeError::Checkpoint(format!(
+            "checkpoint {} was written by worker {} of {}, and this is worker {} of {}: each \
+             worker's checkpoints hold its own partitions, so the worker count cannot change \
+             under them (see the README: changing the worker count)",
+            m.id,
+            m.worker_index,
+            m.worker_count,
+            share.index(),
+            share.count()
+        )));
+    }
     let (manifest, mut data) = match restored {
         Some((m, d)) => (Some(m), Some(d)),
         None => (None, None),
     };
     let since = manifest.as_ref().map(|m| m.outputs.as_slice());
-    let mut sinks = Sinks::open(&topics, n, replication, since).await?;
+    let mut sinks = Sinks::open_share(&topics, n, replication, since, share).await?;
+    let (inbox, handoff_readers) = match share.shared() {
+        true => {
+            let restored = data
+                .as_ref()
+                .map(|d| d.sequencer.handoff.clone())
+                .unwrap_or_default();
+            let (inbox, tasks) = handoff::start(&topics, share, &restored)?;
+            (Some(inbox), tasks)
+        }
+        false => (None, Vec::new()),
+    };
     if let Some(hub) = &opts.sql {
         sinks.record_to(hub.actions(|| crate::sql::tables(&cfg.sql)));
     }
@@ -248,15 +278,21 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let mut policy_txs = Vec::new();
     let mut policy_tasks = Vec::new();
     for i in 0..n as usize {
-        let (tx, rx) = mpsc::channel(cap.max(n as usize * 2));
-        let mut policy = Policy::new(settings.clone());
-        if let Some(d) = &mut data
-            && let Some(at) = d.workers[i]
+        let saved = data.as_mut().and_then(|d| {
+            let at = d.workers[i]
                 .operators
                 .iter()
-                .position(|(name, _)| name == checkpointer::POLICY)
-        {
-            let (_, image) = d.workers[i].operators.remove(at);
+                .position(|(name, _)| name == checkpointer::POLICY)?;
+            Some(d.workers[i].operators.remove(at).1)
+        });
+        if !share.owns(i as u32) {
+            // Another process runs this partition's policies.
+            policy_txs.push(None);
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(cap.max(n as usize * 2));
+        let mut policy = Policy::new(settings.clone());
+        if let Some(image) = saved {
             policy::restore(&mut policy, image.as_ref())
                 .map_err(|e| RuntimeError::Checkpoint(format!("policy {i}: {e}")))?;
         }
@@ -272,7 +308,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             stats.clone(),
             live,
         )));
-        policy_txs.push(tx);
+        policy_txs.push(Some(tx));
     }
     for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
@@ -310,7 +346,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     if let Some(hub) = &opts.sql {
         hub.expect(n as usize);
         // Each worker and each policy task answers for its share of the live state.
-        hub.expect_live(2 * n as usize);
+        let owned = (0..n).filter(|&p| share.owns(p)).count();
+        hub.expect_live(n as usize + owned);
     }
     if let Some(rx) = opts.rule_actions {
         tokio::spawn(forward_rule_actions(
@@ -336,7 +373,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     let mut seq =
         sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone())
             .with_sales(wanted.union(sale) == wanted)
-            .with_link_any_event(cfg.identity.link_any_event);
+            .with_link_any_event(cfg.identity.link_any_event)
+            .with_share(share, inbox);
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
         let secs = started.elapsed().as_secs_f64();
@@ -474,6 +512,9 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     };
     let clock_end = seq.clock().now();
     drop(seq);
+    for t in &handoff_readers {
+        t.abort();
+    }
     if let Some(c) = &mut ckpt {
         c.wait().await;
     }
@@ -545,7 +586,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
 async fn forward_rule_actions(
     mut rx: mpsc::Receiver<Vec<footfall_operators::action::Action>>,
     mut priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
-    tasks: Vec<mpsc::Sender<policy::PolicyMsg>>,
+    tasks: Vec<Option<mpsc::Sender<policy::PolicyMsg>>>,
     sinks: Arc<sink::Sinks>,
 ) {
     use footfall_operators::action::OutputTopic;
@@ -556,7 +597,7 @@ async fn forward_rule_actions(
     let broadcast = |p: std::collections::BTreeMap<String, i32>| {
         let tasks = tasks.clone();
         async move {
-            for t in &tasks {
+            for t in tasks.iter().flatten() {
                 let msg = policy::PolicyMsg {
                     from: 0,
                     items: vec![Input::Priorities(p.clone())],
@@ -611,6 +652,10 @@ async fn forward_rule_actions(
             tracing::error!(error = %e, "writing SQL rules' actions");
         }
         for (p, items) in routed.into_iter().enumerate() {
+            let Some(task) = &tasks[p] else {
+                // Another process's customers.
+                continue;
+            };
             if items.is_empty() {
                 continue;
             }
@@ -620,7 +665,7 @@ async fn forward_rule_actions(
                 progress: Timestamp::MIN,
                 barrier: None,
             };
-            if tasks[p].send(msg).await.is_err() {
+            if task.send(msg).await.is_err() {
                 return;
             }
         }

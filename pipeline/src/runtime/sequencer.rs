@@ -19,8 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use footfall_operators::worker::Snapshot;
 
+use super::assign::Assignment;
 use super::clock::Clock;
 use super::dedupe::Dedupe;
+use super::handoff::{Inbox, MergeId};
 use super::shard::Work;
 use super::sink::Sinks;
 use super::source::{Decoded, SourceMsg};
@@ -73,6 +75,10 @@ pub struct Sequencer {
     sent_clock: Timestamp,
     stats: Arc<Stats>,
     sales: bool,
+    /// This process's share of the key partitions.
+    share: Assignment,
+    /// Several processes: where state handed over by the others arrives.
+    inbox: Option<Arc<Inbox>>,
 }
 
 /// Per worker, where its state and its policy task's state arrive at a barrier.
@@ -111,7 +117,18 @@ impl Sequencer {
             sent_clock: Timestamp::MIN,
             stats,
             sales: false,
+            share: Assignment::ALL,
+            inbox: None,
         }
+    }
+
+    /// Worker `share` of several processes: events of keys another process owns are
+    /// dropped after their identity is resolved, and merges across processes go through
+    /// the handoff topic, arriving in `inbox`.
+    pub fn with_share(mut self, share: Assignment, inbox: Option<Arc<Inbox>>) -> Self {
+        self.share = share;
+        self.inbox = inbox;
+        self
     }
 
     /// Also routes each purchase at a store, re-keyed to the store, to the store's
@@ -153,7 +170,8 @@ impl Sequencer {
                     .late_events
                     .with_label_values(&[d.topic.name()])
                     .inc();
-                self.dispatch(d.topic, d.event, msg.read_at).await?;
+                let order = (ts, d.topic, d.partition, d.offset);
+                self.dispatch(order, d.event, msg.read_at).await?;
             } else {
                 self.held[msg.src].push(Pending {
                     order: (ts, d.topic, d.partition, d.offset),
@@ -232,7 +250,7 @@ impl Sequencer {
             };
             // What made this event (and the timers before it) due is the record whose
             // arrival moved the clock: latency is measured from when it was read.
-            self.dispatch(p.order.1, p.event, read_at).await?;
+            self.dispatch(p.order, p.event, read_at).await?;
         }
         if c > self.sent_clock {
             self.sent_clock = c;
@@ -249,10 +267,11 @@ impl Sequencer {
 
     async fn dispatch(
         &mut self,
-        topic: Topic,
+        order: (Timestamp, Topic, u32, u64),
         event: Box<Event>,
         read_at: Instant,
     ) -> Result<(), WorkerGone> {
+        let topic = order.1;
         let n = self.workers.len() as u32;
         if let (Topic::Customers, EventKind::Erase, Some(user)) =
             (topic, &event.kind, &event.user_id)
@@ -291,7 +310,27 @@ impl Sequencer {
                 partition_for(&m.from, n) as usize,
                 partition_for(&m.into, n) as usize,
             );
-            if wf == wi {
+            let share = self.share;
+            let (of, oi) = (share.owns(wf as u32), share.owns(wi as u32));
+            if !(of && oi) {
+                // Another process owns one of the keys, or both.
+                let id = MergeId::of(order);
+                if of {
+                    self.pending[wf].push(Work::ExportRemote {
+                        key: m.from,
+                        to: share.owner(wi as u32),
+                        id,
+                    });
+                    // The other process waits for it.
+                    self.send(wf).await?;
+                } else if let (true, Some(inbox)) = (oi, &self.inbox) {
+                    self.pending[wi].push(Work::ImportRemote {
+                        key: m.into,
+                        id,
+                        inbox: inbox.clone(),
+                    });
+                }
+            } else if wf == wi {
                 self.pending[wf].push(Work::Merge {
                     from: m.from,
                     into: m.into,
@@ -312,13 +351,17 @@ impl Sequencer {
             false => None,
         };
         let w = partition_for(&resolved.key, n) as usize;
-        self.pending[w].push(Work::Event {
-            key: resolved.key,
-            event,
-            read_at,
-        });
-        if self.pending[w].len() >= 4096 {
-            self.send(w).await?;
+        // Another process's customer (store events go to every process: see `assign`).
+        let mine = self.share.owns(w as u32) || topic.keyed_by_store();
+        if mine {
+            self.pending[w].push(Work::Event {
+                key: resolved.key,
+                event,
+                read_at,
+            });
+            if self.pending[w].len() >= 4096 {
+                self.send(w).await?;
+            }
         }
         if let Some(sale) = sale {
             let store = sale.store_id.clone().unwrap_or_default();
@@ -382,6 +425,7 @@ impl Sequencer {
                 .hard_ids()
                 .map(|(t, v, u)| (t.as_str().to_owned(), v.clone(), u.clone()))
                 .collect(),
+            handoff: self.inbox.as_ref().map(|i| i.floor()).unwrap_or_default(),
         };
         let mut replies = Vec::new();
         for q in &mut self.pending {

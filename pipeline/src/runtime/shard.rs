@@ -13,6 +13,7 @@ use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
+use super::handoff::{Inbox, MergeId, Record};
 use super::policy::{Barrier, PolicyMsg};
 use super::sink::Sinks;
 use super::stats::Stats;
@@ -72,6 +73,24 @@ pub enum Work {
         key: Str,
         /// The state, once the exporting worker has sent it.
         states: oneshot::Receiver<KeyStates>,
+    },
+    /// Hand `key`'s state to worker process `to`, which owns the surviving key.
+    ExportRemote {
+        /// The key whose state moves.
+        key: Str,
+        /// The worker process it goes to.
+        to: u32,
+        /// The merge.
+        id: MergeId,
+    },
+    /// Merge state another worker process hands over into `key`, once it arrives.
+    ImportRemote {
+        /// The surviving key.
+        key: Str,
+        /// The merge.
+        id: MergeId,
+        /// Where it arrives.
+        inbox: Arc<Inbox>,
     },
 }
 
@@ -155,8 +174,8 @@ fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp) {
 pub struct Policies {
     /// This worker's index (the policy task of its own customers).
     pub me: u32,
-    /// Every policy task, by output partition.
-    pub tasks: Vec<mpsc::Sender<PolicyMsg>>,
+    /// Every policy task, by output partition (`None`: another process runs it).
+    pub tasks: Vec<Option<mpsc::Sender<PolicyMsg>>>,
     /// The progress last sent to each task.
     pub sent: Vec<Timestamp>,
 }
@@ -178,6 +197,18 @@ impl Policies {
     ) -> Result<(), LogError> {
         let at_barrier = barrier.is_some();
         for (j, tx) in self.tasks.iter().enumerate() {
+            let Some(tx) = tx else {
+                // Another worker process's customers: it makes their actions itself, and
+                // checkpoints their policies.
+                p.outbox[j].clear();
+                if j as u32 == self.me
+                    && let Some(reply) = barrier.take()
+                {
+                    let none = footfall_operators::state::EncodedState(Vec::new());
+                    let _ = reply.send(Box::new(none));
+                }
+                continue;
+            };
             if !at_barrier
                 && !last
                 && p.outbox[j].is_empty()
@@ -401,6 +432,25 @@ pub async fn run(
                 Work::Export { key, reply } => {
                     let _ = reply.send(worker.export(&key));
                     continue;
+                }
+                Work::ExportRemote { key, to, id } => {
+                    let states = worker.export(&key);
+                    let states = worker.encode_states(&states).map_err(|e| {
+                        LogError::Invalid(format!("handing over the state of {key}: {e}"))
+                    })?;
+                    let from = key.to_string();
+                    p.sinks.write_handoff(to, &Record { id, from, states })?;
+                    continue;
+                }
+                Work::ImportRemote { key, id, inbox } => {
+                    let encoded = inbox.take(id).await.map_err(LogError::Invalid)?;
+                    let states = worker.decode_states(&encoded).map_err(|e| {
+                        LogError::Invalid(format!("state handed over for {key}: {e}"))
+                    })?;
+                    worker.import(&key, states, &mut p.actions);
+                    let clock = worker.clock();
+                    expire(&mut worker, &mut p, clock);
+                    Instant::now()
                 }
                 Work::Import { key, states } => {
                     if let Ok(states) = states.await {

@@ -14,6 +14,8 @@ use footfall_operators::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::assign::Assignment;
+use super::handoff;
 use super::topics::Topics;
 use crate::fluvio::io::FluvioWriter;
 use crate::log::{LogError, PartitionWriter};
@@ -25,6 +27,21 @@ enum Writer {
 }
 
 impl Writer {
+    /// The writer of `topic`/`partition`, which ends at `end`.
+    async fn open(
+        topics: &Topics,
+        topic: &str,
+        partition: u32,
+        end: u64,
+    ) -> Result<Self, LogError> {
+        Ok(match topics {
+            Topics::Log(log) => Writer::Log(log.writer(topic, partition)?),
+            Topics::Fluvio(c) => {
+                Writer::Fluvio(FluvioWriter::open(c, topic, partition, end).await?)
+            }
+        })
+    }
+
     fn append(&mut self, key: &str, payload: &[u8]) -> Result<(), LogError> {
         match self {
             Writer::Log(w) => w.append(payload).map(|_| ()),
@@ -84,9 +101,13 @@ impl Slot {
     }
 }
 
-/// Writers of every output topic's partitions.
+/// Writers of every output topic's partitions (of this worker's partitions, when several
+/// processes share the pipeline: the others are `None` and what would go there is
+/// another worker's to write).
 pub struct Sinks {
-    topics: Vec<Vec<Mutex<Slot>>>,
+    topics: Vec<Vec<Option<Mutex<Slot>>>>,
+    /// Several processes: the handoff partition to each other worker, by index.
+    handoff: Vec<Option<Mutex<Writer>>>,
     /// SQL's `actions` table in the service: every action and suppression written.
     record: Option<Arc<Mutex<footfall_sql::Tables>>>,
 }
@@ -130,11 +151,32 @@ impl Sinks {
         replication: u32,
         since: Option<&[(String, Vec<u64>)]>,
     ) -> Result<Self, LogError> {
+        Self::open_share(topics, partitions, replication, since, Assignment::ALL).await
+    }
+
+    /// [`open`](Self::open) for worker `me`: only the partitions it owns, and its
+    /// handoff partitions to the others.
+    pub async fn open_share(
+        topics: &Topics,
+        partitions: u32,
+        replication: u32,
+        since: Option<&[(String, Vec<u64>)]>,
+        me: Assignment,
+    ) -> Result<Self, LogError> {
         let names: Vec<&str> = OutputTopic::ALL.iter().map(|t| t.name()).collect();
         topics.create(&names, partitions, replication).await?;
         let mut out = Vec::new();
         for t in OutputTopic::ALL {
             let n = topics.partitions(t.name()).await?.unwrap_or(partitions);
+            if me.shared() && n != partitions {
+                // Owning a key partition must mean owning the same output partition.
+                return Err(LogError::Invalid(format!(
+                    "topic {} has {n} partitions but transport.partitions is {partitions}: \
+                     workers sharing a pipeline need every output topic to have exactly \
+                     transport.partitions",
+                    t.name()
+                )));
+            }
             let from = |p: u32| {
                 since
                     .and_then(|s| s.iter().find(|(name, _)| name == t.name()))
@@ -142,14 +184,53 @@ impl Sinks {
                     .unwrap_or(0)
             };
             // The partitions at once: on a cluster each is a few round trips.
-            let slots = (0..n).map(|p| Self::open_slot(topics, t.name(), p, from(p)));
+            let slots = (0..n).map(|p| async move {
+                match me.owns(p) {
+                    true => Self::open_slot(topics, t.name(), p, from(p))
+                        .await
+                        .map(Some),
+                    false => Ok(None),
+                }
+            });
             let slots = futures_util::future::join_all(slots).await;
             out.push(slots.into_iter().collect::<Result<Vec<_>, _>>()?);
         }
+        let mut handoff = Vec::new();
+        if me.shared() {
+            let name = handoff::topic(me.count());
+            topics
+                .create(&[name.as_str()], me.count() * me.count(), replication)
+                .await?;
+            for to in 0..me.count() {
+                handoff.push(match to == me.index() {
+                    true => None,
+                    false => {
+                        let p = handoff::partition(me.index(), to, me.count());
+                        let end = topics.end(&name, p).end().await?;
+                        Some(Mutex::new(Writer::open(topics, &name, p, end).await?))
+                    }
+                });
+            }
+        }
         Ok(Sinks {
             topics: out,
+            handoff,
             record: None,
         })
+    }
+
+    /// Hands worker `to` the state of a merge (see [`handoff`]) and flushes it.
+    pub fn write_handoff(&self, to: u32, record: &handoff::Record) -> Result<(), LogError> {
+        let Some(Some(w)) = self.handoff.get(to as usize) else {
+            return Err(LogError::Invalid(format!(
+                "no handoff partition to worker {to}"
+            )));
+        };
+        let bytes = postcard::to_allocvec(record)
+            .map_err(|e| LogError::Invalid(format!("encoding a handoff record: {e}")))?;
+        let mut w = lock(w);
+        w.append(&record.from, &bytes)?;
+        w.flush()
     }
 
     /// Opens `topic`/`partition` for writing, reading back what it holds from `from`.
@@ -174,12 +255,7 @@ impl Sinks {
                 true
             })
             .await?;
-        let writer = match topics {
-            Topics::Log(log) => Writer::Log(log.writer(topic, partition)?),
-            Topics::Fluvio(c) => {
-                Writer::Fluvio(FluvioWriter::open(c, topic, partition, end).await?)
-            }
-        };
+        let writer = Writer::open(topics, topic, partition, end).await?;
         Ok(Mutex::new(Slot {
             writer,
             written,
@@ -227,7 +303,10 @@ impl Sinks {
             };
             let t = index(a.topic);
             let p = partition_for(key, self.topics[t].len() as u32) as usize;
-            let mut slot = lock(&self.topics[t][p]);
+            let Some(slot) = &self.topics[t][p] else {
+                continue;
+            };
+            let mut slot = lock(slot);
             if !slot.insert(xxh3_128(a.action_id.as_bytes())) {
                 continue;
             }
@@ -245,7 +324,9 @@ impl Sinks {
             }
         }
         for (t, p) in touched {
-            lock(&self.topics[t][p]).writer.flush()?;
+            if let Some(slot) = &self.topics[t][p] {
+                lock(slot).writer.flush()?;
+            }
         }
         if let Some(table) = &self.record
             && !recorded.is_empty()
@@ -272,7 +353,10 @@ impl Sinks {
         let mut new = 0;
         for (key, id, record) in records {
             let p = partition_for(key, self.topics[t].len() as u32) as usize;
-            let mut slot = lock(&self.topics[t][p]);
+            let Some(slot) = &self.topics[t][p] else {
+                continue;
+            };
+            let mut slot = lock(slot);
             if !slot.insert(xxh3_128(id.as_bytes())) {
                 continue;
             }
@@ -285,7 +369,9 @@ impl Sinks {
             }
         }
         for p in touched {
-            lock(&self.topics[t][p]).writer.flush()?;
+            if let Some(slot) = &self.topics[t][p] {
+                lock(slot).writer.flush()?;
+            }
         }
         Ok(new)
     }
@@ -293,7 +379,12 @@ impl Sinks {
     /// Appends dead letters of input partition `partition` not written before, and flushes.
     pub fn write_deadletters(&self, partition: u32, dead: &[DeadLetter]) -> Result<(), LogError> {
         let slots = &self.topics[index(OutputTopic::Deadletter)];
-        let mut slot = lock(&slots[partition as usize % slots.len()]);
+        // Every worker reads every input partition; the owner of the dead-letter
+        // partition writes.
+        let Some(slot) = &slots[partition as usize % slots.len()] else {
+            return Ok(());
+        };
+        let mut slot = lock(slot);
         for d in dead {
             if !slot.insert(dead_identity(&d.topic, d.partition, d.offset)) {
                 continue;
@@ -311,7 +402,11 @@ impl Sinks {
             .iter()
             .zip(&self.topics)
             .map(|(t, slots)| {
-                let ends = slots.iter().map(|s| lock(s).position()).collect();
+                // Another worker's partition: its own checkpoints say where it is.
+                let ends = slots
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, |s| lock(s).position()))
+                    .collect();
                 (t.name().to_owned(), ends)
             })
             .collect()
@@ -321,12 +416,18 @@ impl Sinks {
     /// has acknowledged it (Fluvio).
     pub async fn sync(&self) -> Result<(), LogError> {
         let mut remote = Vec::new();
-        for slots in &self.topics {
-            for s in slots {
-                match &mut lock(s).writer {
-                    Writer::Log(w) => w.sync()?,
-                    Writer::Fluvio(w) => remote.push(w.flush()),
-                }
+        let writers = self.topics.iter().flatten().flatten().map(|s| (s, true));
+        let handoffs = self.handoff.iter().flatten().map(|w| (w, false));
+        for s in writers {
+            match &mut lock(s.0).writer {
+                Writer::Log(w) => w.sync()?,
+                Writer::Fluvio(w) => remote.push(w.flush()),
+            }
+        }
+        for (h, _) in handoffs {
+            match &mut *lock(h) {
+                Writer::Log(w) => w.sync()?,
+                Writer::Fluvio(w) => remote.push(w.flush()),
             }
         }
         for r in futures_util::future::join_all(remote).await {

@@ -1,0 +1,155 @@
+//! Two processes sharing one pipeline (`transport.worker_index` / `worker_count`) on
+//! one embedded log: each owns half of the key partitions, and together they write
+//! exactly what one process writes, also when one of them is SIGKILLed at random points
+//! and restarted from its own checkpoints while the other runs on.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use footfall_pipeline::log::{Batch, Log, LogConfig};
+
+use crate::support::{
+    Reaped, assert_same_records, consume, copy_dir, footfall, footfall_bin, footfall_ok, generate,
+    kill_at_random_points, path, replay_from_checkpoint,
+};
+
+/// Output topics, with the fields that differ between runs.
+pub const OUTPUTS: [(&str, &[&str]); 6] = [
+    ("notifications", &["emitted_at"]),
+    ("suppressions", &["emitted_at"]),
+    ("conversions", &[]),
+    ("markdowns", &["emitted_at"]),
+    ("alerts", &["emitted_at"]),
+    ("deadletter", &["received_at"]),
+];
+
+/// A config file making this process worker `index` of 2, with `extra` appended.
+pub fn worker_config(dir: &std::path::Path, index: u32, extra: &str) -> std::path::PathBuf {
+    let file = dir.join(format!("worker-{index}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "[transport]\nworker_index = {index}\nworker_count = 2\n{extra}\n\n\
+             [checkpoint]\ninterval_secs = 0.2\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn two_workers_write_what_one_writes_across_a_crash_of_one() {
+    let root = tempfile::tempdir().unwrap();
+    let (one, two) = (root.path().join("one"), root.path().join("two"));
+    generate(&one, 12000, 3, 23);
+    copy_dir(&one, &two);
+    let nock = root.path().join("nock.toml");
+    std::fs::write(&nock, "[checkpoint]\nenabled = false\n").unwrap();
+    footfall_ok(
+        &["replay", "--data-dir", path(&one), "--config", path(&nock)],
+        None,
+    );
+
+    let (w0, w1) = (
+        worker_config(root.path(), 0, ""),
+        worker_config(root.path(), 1, ""),
+    );
+    // Worker 0 runs to the end; worker 1 is killed a few times, each restart resuming
+    // from its newest checkpoint; worker 0 waits where it needs worker 1's handoffs.
+    let mut first = Reaped(
+        Command::new(footfall_bin())
+            .args(["replay", "--data-dir", path(&two), "--config", path(&w0)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let kills = kill_at_random_points(
+        &["replay", "--data-dir", path(&two), "--config", path(&w1)],
+        4,
+        0x51_7cc1_b727_220a,
+        Duration::from_millis(300),
+        Duration::from_millis(1200),
+    );
+    assert!(
+        kills >= 2,
+        "only {kills} runs of worker 1 were killed mid-way"
+    );
+    replay_from_checkpoint(&two, &w1);
+    let status = first.0.wait().unwrap();
+    let mut said = String::new();
+    if let Some(mut e) = first.0.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut said).unwrap();
+    }
+    assert!(status.success(), "worker 0: {said}");
+
+    // Each checkpointed only its own partitions, in its own place.
+    let ck = two.join("checkpoints");
+    for w in ["worker-0", "worker-1"] {
+        assert!(ck.join(w).is_dir(), "no checkpoints in {w}");
+    }
+    // Merges between customers of different workers went through the handoff topic.
+    let log = Log::open(&two, LogConfig::default()).unwrap();
+    let mut handed = 0;
+    for p in 0..4 {
+        let mut r = log.reader("footfall-handoff-2", p, 0).unwrap();
+        let mut batch = Batch::default();
+        while r.poll(&mut batch, 1024, 1 << 20).unwrap() > 0 {
+            handed += batch.iter().count();
+        }
+    }
+    assert!(handed > 10, "only {handed} handoffs");
+
+    for (topic, drop) in OUTPUTS {
+        assert_same_records(topic, &consume(&one, topic), &consume(&two, topic), drop);
+    }
+    assert!(consume(&two, "notifications").len() > 500);
+}
+
+#[test]
+fn a_worker_refuses_a_checkpoint_of_another_worker_count() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    generate(&data, 300, 1, 3);
+    let workers: Vec<Reaped> = (0..2)
+        .map(|i| {
+            let config = worker_config(root.path(), i, "");
+            Reaped(
+                Command::new(footfall_bin())
+                    .args([
+                        "replay",
+                        "--data-dir",
+                        path(&data),
+                        "--config",
+                        path(&config),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut w in workers {
+        assert!(w.0.wait().unwrap().success());
+    }
+    // Worker 1's checkpoints, now as worker 1 of 3.
+    let three = root.path().join("three.toml");
+    std::fs::write(&three, "[transport]\nworker_index = 1\nworker_count = 3\n").unwrap();
+    let out = footfall(
+        &[
+            "replay",
+            "--data-dir",
+            path(&data),
+            "--config",
+            path(&three),
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("written by worker 1 of 2, and this is worker 1 of 3"),
+        "{err}"
+    );
+}
