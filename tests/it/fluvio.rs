@@ -8,8 +8,11 @@
 //!   from Fluvio with SIGKILLs at random points and restarts from the checkpoints,
 //!   writes to Fluvio exactly the actions (and dead letters) an uninterrupted run on
 //!   the embedded log writes, none twice.
+//! - Two processes sharing the partitions of that traffic (`worker_count = 2`), one of
+//!   them SIGKILLed at random points and restarted, write to Fluvio exactly what the
+//!   embedded log's one process writes.
 
-use std::collections::HashSet;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +24,10 @@ use footfall_pipeline::fluvio::io::{FluvioReader, FluvioWriter};
 use footfall_pipeline::log::Batch;
 use serde_json::Value;
 
+use crate::scaleout::{OUTPUTS, worker_config};
 use crate::support::{
-    canonical, consume, footfall, footfall_ok, generate, kill_at_random_points, path,
-    replay_from_checkpoint,
+    Reaped, assert_same_records, consume, footfall, footfall_bin, footfall_ok, generate,
+    kill_at_random_points, path, replay_from_checkpoint,
 };
 
 /// The cluster's endpoint, or `None` after saying the test skipped.
@@ -202,11 +206,13 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
         }
     });
 
-    for (topic, drop) in [
-        ("notifications", &["emitted_at"][..]),
-        ("suppressions", &["emitted_at"][..]),
-        ("deadletter", &["received_at"][..]),
-    ] {
+    assert_fluvio_outputs_match(&clean);
+    two_workers_with_a_crash_match_the_embedded_log(endpoint, root.path(), &clean);
+}
+
+/// Asserts Fluvio's output topics hold exactly what the embedded log in `clean` does.
+fn assert_fluvio_outputs_match(clean: &std::path::Path) {
+    for (topic, drop) in OUTPUTS {
         let out = footfall_ok(
             &[
                 "consume",
@@ -222,24 +228,51 @@ fn replay_with_crashes_matches_the_embedded_log(endpoint: &str) {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        let want = consume(&clean, topic);
-        let mut a = canonical(&want, drop);
-        let mut b = canonical(&got, drop);
-        a.sort();
-        b.sort();
-        let distinct: HashSet<&String> = b.iter().collect();
-        assert_eq!(
-            distinct.len(),
-            b.len(),
-            "{topic}: a record was written twice"
-        );
-        assert_eq!(b.len(), a.len(), "{topic}: record counts differ");
-        assert!(
-            a == b,
-            "{topic}: Fluvio's records differ from the embedded log's"
-        );
-        if topic == "notifications" {
-            assert!(b.len() > 100, "only {} actions", b.len());
-        }
+        assert_same_records(topic, &consume(clean, topic), &got, drop);
     }
+    assert!(consume(clean, "notifications").len() > 100);
+}
+
+fn two_workers_with_a_crash_match_the_embedded_log(
+    endpoint: &str,
+    root: &std::path::Path,
+    clean: &std::path::Path,
+) {
+    // The input stays; the outputs start empty.
+    runtime().block_on(async {
+        let c = connect(endpoint, 4 << 20).await;
+        for t in OutputTopic::ALL.iter().map(|t| t.name()) {
+            c.delete_topic(t).await.unwrap();
+        }
+        c.delete_topic("footfall-handoff-2").await.unwrap();
+    });
+    let fluvio = format!("kind = \"fluvio\"\nfluvio_endpoint = \"{endpoint}\"");
+    let shared = root.join("shared");
+    let (w0, w1) = (
+        worker_config(root, 0, &fluvio),
+        worker_config(root, 1, &fluvio),
+    );
+    let mut first = Reaped(
+        Command::new(footfall_bin())
+            .args(["replay", "--data-dir", path(&shared), "--config", path(&w0)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let kills = kill_at_random_points(
+        &["replay", "--data-dir", path(&shared), "--config", path(&w1)],
+        3,
+        0x7f4a_7c15_9e37_79b9,
+        Duration::from_millis(800),
+        Duration::from_millis(2500),
+    );
+    eprintln!("killed worker 1 of 2 {kills} times mid-way");
+    assert!(
+        kills >= 2,
+        "only {kills} runs of worker 1 were killed mid-way"
+    );
+    replay_from_checkpoint(&shared, &w1);
+    assert!(first.0.wait().unwrap().success(), "worker 0 failed");
+    assert_fluvio_outputs_match(clean);
 }
