@@ -1,5 +1,7 @@
 //! Properties of the whole catalogue over random event sequences: no action names a
-//! customer after their `erase`, and the same input always yields the same actions.
+//! customer after their `erase`, the same input always yields the same actions, and
+//! merges whose state moves between processes (encoded and decoded) yield the same
+//! actions as merges within one.
 
 use proptest::prelude::*;
 
@@ -17,6 +19,12 @@ enum Op {
     Profile(u8),
     Erase(u8),
     Restock,
+    /// A device's anonymous cart.
+    AnonCart(u8),
+    /// A device's anonymous location ping.
+    AnonPing(u8),
+    /// A device logs in as a customer.
+    Identify(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = (Op, u32)> {
@@ -27,8 +35,11 @@ fn op() -> impl Strategy<Value = (Op, u32)> {
         c.clone().prop_map(Op::Refund),
         c.clone().prop_map(Op::Ping),
         c.clone().prop_map(Op::Profile),
-        c.prop_map(Op::Erase),
+        c.clone().prop_map(Op::Erase),
         Just(Op::Restock),
+        c.clone().prop_map(Op::AnonCart),
+        c.clone().prop_map(Op::AnonPing),
+        (c.clone(), c).prop_map(|(d, c)| Op::Identify(d, c)),
     ];
     // Minutes since the previous event: up to two days, so timers fire in between.
     (op, 0u32..2880)
@@ -36,8 +47,11 @@ fn op() -> impl Strategy<Value = (Op, u32)> {
 
 /// Runs `ops` through every trigger; returns each action's JSON and, per erase, how
 /// many actions had been emitted when it applied.
-fn run(ops: &[(Op, u32)]) -> (Vec<String>, Vec<(String, usize)>) {
+fn run(ops: &[(Op, u32)], encoded_merges: bool) -> (Vec<String>, Vec<(String, usize)>) {
     let mut s = Script::new(crate::triggers::build(&TriggersConfig::default()));
+    if encoded_merges {
+        s = s.with_encoded_merges();
+    }
     let mut t = Timestamp::parse_rfc3339("2026-11-19T00:00:00Z").unwrap();
     let at = |t: Timestamp| t.to_string();
     s.feed(
@@ -87,6 +101,25 @@ fn run(ops: &[(Op, u32)]) -> (Vec<String>, Vec<(String, usize)>) {
                 s.erase(&user(c), &now);
                 erased.push((user(c), s.actions().len()));
             }
+            Op::AnonCart(d) => s.anon_click(
+                &format!("dev-{d}"),
+                &now,
+                r#""type":"add_to_cart","currency":"CNY","items":[{"item_id":"b","price":"7.50"}]"#,
+            ),
+            Op::AnonPing(d) => {
+                s.feed(
+                    Topic::Weather,
+                    r#""store_id":"st-1""#,
+                    &now,
+                    r#""type":"weather","temp_c":33,"condition":"rain""#,
+                );
+                s.anon_click(
+                    &format!("dev-{d}"),
+                    &now,
+                    r#""type":"location","lat":31.2301,"lon":121.47"#,
+                );
+            }
+            Op::Identify(d, c) => s.identify(&format!("dev-{d}"), &user(c), &now),
             Op::Restock => {
                 let expires = at(t.plus(Span::from_secs(8 * 3600)));
                 s.feed(
@@ -113,17 +146,19 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn no_action_names_a_customer_after_their_erase_and_replay_is_deterministic(
+    fn no_action_names_a_customer_after_their_erase_replay_is_deterministic_and_merges_move_exactly(
         ops in proptest::collection::vec(op(), 1..60)
     ) {
-        let (actions, erased) = run(&ops);
+        let (actions, erased) = run(&ops, false);
         for (user, from) in &erased {
             let quoted = format!("\"{user}\"");
             for a in &actions[*from..] {
                 prop_assert!(!a.contains(&quoted), "{user} erased, then named: {a}");
             }
         }
-        let (again, _) = run(&ops);
-        prop_assert_eq!(actions, again);
+        let (again, _) = run(&ops, false);
+        prop_assert_eq!(&actions, &again);
+        let (moved, _) = run(&ops, true);
+        prop_assert_eq!(actions, moved);
     }
 }
