@@ -12,22 +12,6 @@ use crate::timer::TimerService;
 /// One key's state, moved between workers when an `identify` merges two keys.
 pub type KeyState = Box<dyn Any + Send>;
 
-/// Encodes a [`KeyState`] holding a `T` (postcard), to move it to another process.
-pub fn encode_state<T: serde::Serialize + 'static>(state: &KeyState) -> Result<Vec<u8>, String> {
-    let t = state
-        .downcast_ref::<T>()
-        .ok_or_else(|| format!("exported state is not a {}", std::any::type_name::<T>()))?;
-    postcard::to_allocvec(t).map_err(|e| e.to_string())
-}
-
-/// Decodes what [`encode_state`] wrote for a `T`.
-pub fn decode_state<T: serde::de::DeserializeOwned + Send + 'static>(
-    bytes: &[u8],
-) -> Result<KeyState, String> {
-    let t: T = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
-    Ok(Box::new(t))
-}
-
 /// What an operator may touch: the clock, its key, its timers and the action collector.
 ///
 /// Operators never read a wall clock, spawn tasks or do I/O; everything arrives here.
@@ -134,14 +118,6 @@ pub trait Operator: Send {
 
     /// Merges state exported from another key into `ctx.key()` (re-arming its timers).
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>);
-
-    /// Encodes state [`export`](Self::export) returned, for a merge whose surviving key
-    /// another process owns: see [`encode_state`].
-    fn encode_export(&self, state: &KeyState) -> Result<Vec<u8>, String>;
-
-    /// Decodes what [`encode_export`](Self::encode_export) wrote, for
-    /// [`import`](Self::import).
-    fn decode_export(&self, bytes: &[u8]) -> Result<KeyState, String>;
 
     /// A frozen view of every key's state for a checkpoint, cheap to take (the worker
     /// pauses for it) and encoded later off the hot path: see [`KeyedState`]. Timers are

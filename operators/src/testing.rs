@@ -28,7 +28,6 @@ pub struct Script {
     out: Vec<Action>,
     seq: u64,
     ttl: Span,
-    encoded_merges: bool,
 }
 
 impl Script {
@@ -40,15 +39,7 @@ impl Script {
             out: Vec::new(),
             seq: 0,
             ttl: DEFAULT_STATE_TTL,
-            encoded_merges: false,
         }
-    }
-
-    /// The same script, moving merged state as between processes: exported, encoded,
-    /// decoded and imported.
-    pub fn with_encoded_merges(mut self) -> Self {
-        self.encoded_merges = true;
-        self
     }
 
     /// The same script with a state TTL other than the default.
@@ -86,14 +77,7 @@ impl Script {
             return;
         }
         if let Some(m) = &resolved.merge {
-            if self.encoded_merges {
-                let states = self.worker.export(&m.from);
-                let bytes = self.worker.encode_states(&states).expect("state encodes");
-                let states = self.worker.decode_states(&bytes).expect("state decodes");
-                self.worker.import(&m.into, states, &mut self.out);
-            } else {
-                self.worker.merge(&m.from, &m.into, &mut self.out);
-            }
+            self.worker.merge(&m.from, &m.into, &mut self.out);
         }
         self.worker.on_event(&resolved.key, &ev, &mut self.out);
         if let (Some(sale), Some(store)) = (ev.sale(&resolved.key), &ev.store_id) {

@@ -311,28 +311,6 @@ impl Worker {
         }
     }
 
-    /// Encodes exported state to move it to another process: (operator, bytes) pairs.
-    pub fn encode_states(&self, states: &KeyStates) -> Result<Vec<(u16, Vec<u8>)>, String> {
-        states
-            .iter()
-            .filter_map(|(i, s)| {
-                let op = self.operators.get(usize::from(*i))?;
-                Some(op.encode_export(s).map(|b| (*i, b)))
-            })
-            .collect()
-    }
-
-    /// Decodes what [`encode_states`](Self::encode_states) wrote.
-    pub fn decode_states(&self, encoded: &[(u16, Vec<u8>)]) -> Result<KeyStates, String> {
-        encoded
-            .iter()
-            .filter_map(|(i, b)| {
-                let op = self.operators.get(usize::from(*i))?;
-                Some(op.decode_export(b).map(|s| (*i, s)))
-            })
-            .collect()
-    }
-
     /// Moves the state of `from` into `into`, both owned by this worker.
     pub fn merge(&mut self, from: &str, into: &str, out: &mut Vec<Action>) {
         let states = self.export(from);

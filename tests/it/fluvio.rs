@@ -244,7 +244,6 @@ fn two_workers_with_a_crash_match_the_embedded_log(
         for t in OutputTopic::ALL.iter().map(|t| t.name()) {
             c.delete_topic(t).await.unwrap();
         }
-        c.delete_topic("footfall-handoff-2").await.unwrap();
     });
     let fluvio = format!("kind = \"fluvio\"\nfluvio_endpoint = \"{endpoint}\"");
     let shared = root.join("shared");

@@ -1,12 +1,11 @@
 //! Two processes sharing one pipeline (`transport.worker_index` / `worker_count`) on
 //! one embedded log: each owns half of the key partitions, and together they write
-//! exactly what one process writes, also when one of them is SIGKILLed at random points
-//! and restarted from its own checkpoints while the other runs on.
+//! exactly what one process writes (devices that log in as another worker's customer
+//! included), also when one of them is SIGKILLed at random points and restarted from
+//! its own checkpoints while the other runs on.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use footfall_pipeline::log::{Batch, Log, LogConfig};
 
 use crate::support::{
     Reaped, assert_same_records, consume, copy_dir, footfall, footfall_bin, footfall_ok, generate,
@@ -55,7 +54,7 @@ fn two_workers_write_what_one_writes_across_a_crash_of_one() {
         worker_config(root.path(), 1, ""),
     );
     // Worker 0 runs to the end; worker 1 is killed a few times, each restart resuming
-    // from its newest checkpoint; worker 0 waits where it needs worker 1's handoffs.
+    // from its newest checkpoint.
     let mut first = Reaped(
         Command::new(footfall_bin())
             .args(["replay", "--data-dir", path(&two), "--config", path(&w0)])
@@ -88,18 +87,6 @@ fn two_workers_write_what_one_writes_across_a_crash_of_one() {
     for w in ["worker-0", "worker-1"] {
         assert!(ck.join(w).is_dir(), "no checkpoints in {w}");
     }
-    // Merges between customers of different workers went through the handoff topic.
-    let log = Log::open(&two, LogConfig::default()).unwrap();
-    let mut handed = 0;
-    for p in 0..4 {
-        let mut r = log.reader("footfall-handoff-2", p, 0).unwrap();
-        let mut batch = Batch::default();
-        while r.poll(&mut batch, 1024, 1 << 20).unwrap() > 0 {
-            handed += batch.iter().count();
-        }
-    }
-    assert!(handed > 10, "only {handed} handoffs");
-
     for (topic, drop) in OUTPUTS {
         assert_same_records(topic, &consume(&one, topic), &consume(&two, topic), drop);
     }

@@ -104,10 +104,13 @@ struct Link {
     since: Timestamp,
 }
 
+/// How the key of a device not linked to a customer begins.
+pub const ANON_PREFIX: &str = "anon:";
+
 /// `anon:<anonymous_id>`, inline when short.
 fn anon(anonymous_id: &str) -> Str {
     let mut k = Str::with_capacity(5 + anonymous_id.len());
-    k.push_str("anon:");
+    k.push_str(ANON_PREFIX);
     k.push_str(anonymous_id);
     k
 }

@@ -50,9 +50,6 @@ pub struct SequencerState {
     pub erased: Vec<u128>,
     /// Hard ids: (type, value, customer).
     pub hard: Vec<(String, Str, Str)>,
-    /// Several processes: per handoff partition this worker reads, the offset to read
-    /// again from on recovery.
-    pub handoff: Vec<(u32, u64)>,
 }
 
 /// Everything a checkpoint holds.
@@ -200,9 +197,6 @@ pub(super) fn encode_sequencer<W: Write>(
     }
     for (t, value, user) in &s.hard {
         rows.push("hard", &format!("{t}:{value}"), &pc(&user.as_str()))?;
-    }
-    for (partition, offset) in &s.handoff {
-        rows.push("handoff", &partition.to_string(), &offset.to_le_bytes())?;
     }
     rows.finish()
 }
@@ -376,13 +370,6 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
                 let (t, value) = key.split_once(':').ok_or("a hard id row is type:value")?;
                 s.hard.push((t.to_owned(), value.into(), user.into()));
             }
-            "handoff" => {
-                let offset = v.try_into().map_err(|_| "a handoff offset is 8 bytes")?;
-                s.handoff.push((
-                    key.parse().map_err(|_| "a handoff key is a partition")?,
-                    u64::from_le_bytes(offset),
-                ));
-            }
             other => return Err(format!("unknown section {other:?}")),
         }
         Ok(())
@@ -450,7 +437,6 @@ mod tests {
             links: vec![("dev-1".into(), "m-1".into(), t)],
             erased: vec![0, u128::MAX],
             hard: vec![("email_sha256".into(), "e-hash".into(), "m-1".into())],
-            handoff: vec![(1, 0), (3, 17)],
         };
         assert_eq!(
             decode_sequencer(&encode_sequencer(&seq, Vec::new()).unwrap().0).unwrap(),

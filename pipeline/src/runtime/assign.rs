@@ -5,11 +5,12 @@
 //! it, running their policies, and writing that partition of every output topic. Every
 //! worker reads every input partition and runs the same sequencer (the event-time order,
 //! the clock and the identity graph are the same in each), then drops the customer
-//! events of keys it does not own. Store state (stock lots and their recent buyers) is
-//! kept by every worker, so each can make the store-driven offers of its own customers;
-//! only the store's owner writes its markdowns. An identity merge whose two keys have
-//! different owners moves the state between processes through the handoff topic
-//! ([`super::handoff`]).
+//! events of keys it does not own. Two kinds of state are kept by every worker, so that
+//! no state ever has to cross processes: stores' (stock lots and their recent buyers),
+//! so that each makes the store-driven offers of its own customers (only a store's owner
+//! writes its markdowns); and that of devices not linked to a customer yet (`anon:`
+//! keys), so that when an `identify` links one, the customer's owner merges its own copy
+//! and the others drop theirs.
 
 /// This process's share of the key partitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

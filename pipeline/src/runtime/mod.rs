@@ -13,7 +13,6 @@ pub mod assign;
 pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;
-pub mod handoff;
 pub mod policy;
 pub mod sequencer;
 pub mod shard;
@@ -207,17 +206,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     };
     let since = manifest.as_ref().map(|m| m.outputs.as_slice());
     let mut sinks = Sinks::open_share(&topics, n, replication, since, share).await?;
-    let (inbox, handoff_readers) = match share.shared() {
-        true => {
-            let restored = data
-                .as_ref()
-                .map(|d| d.sequencer.handoff.clone())
-                .unwrap_or_default();
-            let (inbox, tasks) = handoff::start(&topics, share, &restored)?;
-            (Some(inbox), tasks)
-        }
-        false => (None, Vec::new()),
-    };
     if let Some(hub) = &opts.sql {
         sinks.record_to(hub.actions(|| crate::sql::tables(&cfg.sql)));
     }
@@ -374,7 +362,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         sequencer::Sequencer::new(clock, inputs, sinks.clone(), worker_txs, stats.clone())
             .with_sales(wanted.union(sale) == wanted)
             .with_link_any_event(cfg.identity.link_any_event)
-            .with_share(share, inbox);
+            .with_share(share);
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
         let secs = started.elapsed().as_secs_f64();
@@ -512,9 +500,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     };
     let clock_end = seq.clock().now();
     drop(seq);
-    for t in &handoff_readers {
-        t.abort();
-    }
     if let Some(c) = &mut ckpt {
         c.wait().await;
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use footfall_operators::event::{Event, EventKind, Topic};
-use footfall_operators::identity::Identity;
+use footfall_operators::identity::{ANON_PREFIX, Identity};
 use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
@@ -22,7 +22,6 @@ use footfall_operators::worker::Snapshot;
 use super::assign::Assignment;
 use super::clock::Clock;
 use super::dedupe::Dedupe;
-use super::handoff::{Inbox, MergeId};
 use super::shard::Work;
 use super::sink::Sinks;
 use super::source::{Decoded, SourceMsg};
@@ -77,8 +76,6 @@ pub struct Sequencer {
     sales: bool,
     /// This process's share of the key partitions.
     share: Assignment,
-    /// Several processes: where state handed over by the others arrives.
-    inbox: Option<Arc<Inbox>>,
 }
 
 /// Per worker, where its state and its policy task's state arrive at a barrier.
@@ -118,16 +115,13 @@ impl Sequencer {
             stats,
             sales: false,
             share: Assignment::ALL,
-            inbox: None,
         }
     }
 
-    /// Worker `share` of several processes: events of keys another process owns are
-    /// dropped after their identity is resolved, and merges across processes go through
-    /// the handoff topic, arriving in `inbox`.
-    pub fn with_share(mut self, share: Assignment, inbox: Option<Arc<Inbox>>) -> Self {
+    /// Worker `share` of several processes: events of customers another process owns
+    /// are dropped once their key is resolved (see [`super::assign`]).
+    pub fn with_share(mut self, share: Assignment) -> Self {
         self.share = share;
-        self.inbox = inbox;
         self
     }
 
@@ -170,8 +164,7 @@ impl Sequencer {
                     .late_events
                     .with_label_values(&[d.topic.name()])
                     .inc();
-                let order = (ts, d.topic, d.partition, d.offset);
-                self.dispatch(order, d.event, msg.read_at).await?;
+                self.dispatch(d.topic, d.event, msg.read_at).await?;
             } else {
                 self.held[msg.src].push(Pending {
                     order: (ts, d.topic, d.partition, d.offset),
@@ -250,7 +243,7 @@ impl Sequencer {
             };
             // What made this event (and the timers before it) due is the record whose
             // arrival moved the clock: latency is measured from when it was read.
-            self.dispatch(p.order, p.event, read_at).await?;
+            self.dispatch(p.order.1, p.event, read_at).await?;
         }
         if c > self.sent_clock {
             self.sent_clock = c;
@@ -267,11 +260,10 @@ impl Sequencer {
 
     async fn dispatch(
         &mut self,
-        order: (Timestamp, Topic, u32, u64),
+        topic: Topic,
         event: Box<Event>,
         read_at: Instant,
     ) -> Result<(), WorkerGone> {
-        let topic = order.1;
         let n = self.workers.len() as u32;
         if let (Topic::Customers, EventKind::Erase, Some(user)) =
             (topic, &event.kind, &event.user_id)
@@ -310,26 +302,11 @@ impl Sequencer {
                 partition_for(&m.from, n) as usize,
                 partition_for(&m.into, n) as usize,
             );
-            let share = self.share;
-            let (of, oi) = (share.owns(wf as u32), share.owns(wi as u32));
-            if !(of && oi) {
-                // Another process owns one of the keys, or both.
-                let id = MergeId::of(order);
-                if of {
-                    self.pending[wf].push(Work::ExportRemote {
-                        key: m.from,
-                        to: share.owner(wi as u32),
-                        id,
-                    });
-                    // The other process waits for it.
-                    self.send(wf).await?;
-                } else if let (true, Some(inbox)) = (oi, &self.inbox) {
-                    self.pending[wi].push(Work::ImportRemote {
-                        key: m.into,
-                        id,
-                        inbox: inbox.clone(),
-                    });
-                }
+            if !self.share.owns(wi as u32) {
+                // Another process owns the customer and merges its own copy of the
+                // device's state: this one drops its copy.
+                let (reply, _) = oneshot::channel();
+                self.pending[wf].push(Work::Export { key: m.from, reply });
             } else if wf == wi {
                 self.pending[wf].push(Work::Merge {
                     from: m.from,
@@ -351,8 +328,11 @@ impl Sequencer {
             false => None,
         };
         let w = partition_for(&resolved.key, n) as usize;
-        // Another process's customer (store events go to every process: see `assign`).
-        let mine = self.share.owns(w as u32) || topic.keyed_by_store();
+        // Another process's customer is dropped. Stores and devices not linked to a
+        // customer yet are every process's: see `assign`.
+        let mine = self.share.owns(w as u32)
+            || topic.keyed_by_store()
+            || resolved.key.starts_with(ANON_PREFIX);
         if mine {
             self.pending[w].push(Work::Event {
                 key: resolved.key,
@@ -425,7 +405,6 @@ impl Sequencer {
                 .hard_ids()
                 .map(|(t, v, u)| (t.as_str().to_owned(), v.clone(), u.clone()))
                 .collect(),
-            handoff: self.inbox.as_ref().map(|i| i.floor()).unwrap_or_default(),
         };
         let mut replies = Vec::new();
         for q in &mut self.pending {

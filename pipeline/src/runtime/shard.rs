@@ -13,7 +13,6 @@ use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
-use super::handoff::{Inbox, MergeId, Record};
 use super::policy::{Barrier, PolicyMsg};
 use super::sink::Sinks;
 use super::stats::Stats;
@@ -73,24 +72,6 @@ pub enum Work {
         key: Str,
         /// The state, once the exporting worker has sent it.
         states: oneshot::Receiver<KeyStates>,
-    },
-    /// Hand `key`'s state to worker process `to`, which owns the surviving key.
-    ExportRemote {
-        /// The key whose state moves.
-        key: Str,
-        /// The worker process it goes to.
-        to: u32,
-        /// The merge.
-        id: MergeId,
-    },
-    /// Merge state another worker process hands over into `key`, once it arrives.
-    ImportRemote {
-        /// The surviving key.
-        key: Str,
-        /// The merge.
-        id: MergeId,
-        /// Where it arrives.
-        inbox: Arc<Inbox>,
     },
 }
 
@@ -432,25 +413,6 @@ pub async fn run(
                 Work::Export { key, reply } => {
                     let _ = reply.send(worker.export(&key));
                     continue;
-                }
-                Work::ExportRemote { key, to, id } => {
-                    let states = worker.export(&key);
-                    let states = worker.encode_states(&states).map_err(|e| {
-                        LogError::Invalid(format!("handing over the state of {key}: {e}"))
-                    })?;
-                    let from = key.to_string();
-                    p.sinks.write_handoff(to, &Record { id, from, states })?;
-                    continue;
-                }
-                Work::ImportRemote { key, id, inbox } => {
-                    let encoded = inbox.take(id).await.map_err(LogError::Invalid)?;
-                    let states = worker.decode_states(&encoded).map_err(|e| {
-                        LogError::Invalid(format!("state handed over for {key}: {e}"))
-                    })?;
-                    worker.import(&key, states, &mut p.actions);
-                    let clock = worker.clock();
-                    expire(&mut worker, &mut p, clock);
-                    Instant::now()
                 }
                 Work::Import { key, states } => {
                     if let Ok(states) = states.await {

@@ -15,7 +15,6 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::assign::Assignment;
-use super::handoff;
 use super::topics::Topics;
 use crate::fluvio::io::FluvioWriter;
 use crate::log::{LogError, PartitionWriter};
@@ -106,8 +105,6 @@ impl Slot {
 /// another worker's to write).
 pub struct Sinks {
     topics: Vec<Vec<Option<Mutex<Slot>>>>,
-    /// Several processes: the handoff partition to each other worker, by index.
-    handoff: Vec<Option<Mutex<Writer>>>,
     /// SQL's `actions` table in the service: every action and suppression written.
     record: Option<Arc<Mutex<footfall_sql::Tables>>>,
 }
@@ -154,8 +151,7 @@ impl Sinks {
         Self::open_share(topics, partitions, replication, since, Assignment::ALL).await
     }
 
-    /// [`open`](Self::open) for worker `me`: only the partitions it owns, and its
-    /// handoff partitions to the others.
+    /// [`open`](Self::open) for worker `me`: only the partitions it owns.
     pub async fn open_share(
         topics: &Topics,
         partitions: u32,
@@ -195,42 +191,10 @@ impl Sinks {
             let slots = futures_util::future::join_all(slots).await;
             out.push(slots.into_iter().collect::<Result<Vec<_>, _>>()?);
         }
-        let mut handoff = Vec::new();
-        if me.shared() {
-            let name = handoff::topic(me.count());
-            topics
-                .create(&[name.as_str()], me.count() * me.count(), replication)
-                .await?;
-            for to in 0..me.count() {
-                handoff.push(match to == me.index() {
-                    true => None,
-                    false => {
-                        let p = handoff::partition(me.index(), to, me.count());
-                        let end = topics.end(&name, p).end().await?;
-                        Some(Mutex::new(Writer::open(topics, &name, p, end).await?))
-                    }
-                });
-            }
-        }
         Ok(Sinks {
             topics: out,
-            handoff,
             record: None,
         })
-    }
-
-    /// Hands worker `to` the state of a merge (see [`handoff`]) and flushes it.
-    pub fn write_handoff(&self, to: u32, record: &handoff::Record) -> Result<(), LogError> {
-        let Some(Some(w)) = self.handoff.get(to as usize) else {
-            return Err(LogError::Invalid(format!(
-                "no handoff partition to worker {to}"
-            )));
-        };
-        let bytes = postcard::to_allocvec(record)
-            .map_err(|e| LogError::Invalid(format!("encoding a handoff record: {e}")))?;
-        let mut w = lock(w);
-        w.append(&record.from, &bytes)?;
-        w.flush()
     }
 
     /// Opens `topic`/`partition` for writing, reading back what it holds from `from`.
@@ -416,16 +380,8 @@ impl Sinks {
     /// has acknowledged it (Fluvio).
     pub async fn sync(&self) -> Result<(), LogError> {
         let mut remote = Vec::new();
-        let writers = self.topics.iter().flatten().flatten().map(|s| (s, true));
-        let handoffs = self.handoff.iter().flatten().map(|w| (w, false));
-        for s in writers {
-            match &mut lock(s.0).writer {
-                Writer::Log(w) => w.sync()?,
-                Writer::Fluvio(w) => remote.push(w.flush()),
-            }
-        }
-        for (h, _) in handoffs {
-            match &mut *lock(h) {
+        for s in self.topics.iter().flatten().flatten() {
+            match &mut lock(s).writer {
                 Writer::Log(w) => w.sync()?,
                 Writer::Fluvio(w) => remote.push(w.flush()),
             }

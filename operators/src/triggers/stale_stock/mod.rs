@@ -496,14 +496,6 @@ impl Operator for StaleStock {
         }
     }
 
-    fn encode_export(&self, state: &KeyState) -> Result<Vec<u8>, String> {
-        crate::operator::encode_state::<Shelf>(state)
-    }
-
-    fn decode_export(&self, bytes: &[u8]) -> Result<KeyState, String> {
-        crate::operator::decode_state::<Shelf>(bytes)
-    }
-
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>) {
         let Ok(shelf) = state.downcast::<Shelf>() else {
             return;

@@ -146,14 +146,6 @@ impl Operator for WeatherPromo {
         Some(Box::new(self.customers.remove(ctx.key())?))
     }
 
-    fn encode_export(&self, state: &KeyState) -> Result<Vec<u8>, String> {
-        crate::operator::encode_state::<Customer>(state)
-    }
-
-    fn decode_export(&self, bytes: &[u8]) -> Result<KeyState, String> {
-        crate::operator::decode_state::<Customer>(bytes)
-    }
-
     fn import(&mut self, state: KeyState, ctx: &mut Context<'_>) {
         let Ok(from) = state.downcast::<Customer>() else {
             return;
