@@ -200,7 +200,8 @@ pub fn replay_from_checkpoint(data: &Path, config: &Path) {
 }
 
 /// Runs `footfall args` `runs` times, each SIGKILLed at a point drawn (from `seed`, so
-/// the same each time) between `from` and `from + spread`, unless it ended first.
+/// the same each time) between `from` and `from + spread`, unless it ended first; the
+/// first run's window opens only once its `--data-dir` holds a complete checkpoint.
 /// Returns how many were killed mid-way.
 pub fn kill_at_random_points(
     args: &[&str],
@@ -211,7 +212,12 @@ pub fn kill_at_random_points(
 ) -> usize {
     use std::time::{Duration, Instant};
     let mut kills = 0;
-    for _ in 0..runs {
+    let checkpoints = args
+        .iter()
+        .position(|a| *a == "--data-dir")
+        .and_then(|i| args.get(i + 1))
+        .map(|d| Path::new(d).join("checkpoints"));
+    for run in 0..runs {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -222,6 +228,19 @@ pub fn kill_at_random_points(
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // The first run is not killed before it has written a checkpoint, however slow
+        // the machine: the later ones must have one to resume from.
+        if run == 0
+            && let Some(dir) = &checkpoints
+        {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !has_manifest(dir)
+                && Instant::now() < deadline
+                && child.try_wait().unwrap().is_none()
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let started = Instant::now();
         while started.elapsed() < after && child.try_wait().unwrap().is_none() {
             std::thread::sleep(Duration::from_millis(10));
@@ -267,4 +286,15 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(e.path(), dest).unwrap();
         }
     }
+}
+
+/// Whether a complete checkpoint (its `manifest.json`) is anywhere under `dir`.
+fn has_manifest(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        p.file_name().is_some_and(|n| n == "manifest.json") || (p.is_dir() && has_manifest(&p))
+    })
 }
