@@ -8,6 +8,9 @@
 //! Sources read and decode in parallel; the sequencer orders events by event time and
 //! keeps the pipeline clock; worker `i` owns the keys that hash to partition `i`. Every
 //! channel is bounded, so a slow sink slows the sources.
+//!
+//! Several processes may share one pipeline ([`assign`]): each runs all of this, owns
+//! a share of the partitions, and runs policy tasks and output writers for those only.
 
 pub mod assign;
 pub mod checkpointer;

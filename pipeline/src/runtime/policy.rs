@@ -1,5 +1,6 @@
-//! Policy tasks: one per output partition, between the partition workers and the
-//! `notifications`, `suppressions` and `conversions` topics.
+//! Policy tasks: one per output partition (of the partitions this process owns, when
+//! several share the pipeline), between the partition workers and the `notifications`,
+//! `suppressions` and `conversions` topics.
 //!
 //! Every worker sends every policy task its batches: the customer-facing actions for
 //! that task's customers, the facts of its own events, and its progress (the pipeline
