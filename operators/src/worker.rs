@@ -141,6 +141,13 @@ impl Worker {
         self.route(key, event, out);
     }
 
+    /// Fires the timers due before `at`: what an event at `at` would fire first. For
+    /// work at an event's place in the order that is not the event itself (a merge, an
+    /// erase).
+    pub fn fire_before(&mut self, at: Timestamp, out: &mut Vec<Action>) {
+        self.fire(at, true, out);
+    }
+
     fn route(&mut self, key: &str, event: &Event, out: &mut Vec<Action>) {
         for (i, op) in self.operators.iter_mut().enumerate() {
             if !self.interests[i].wants(&event.kind) {

@@ -306,6 +306,23 @@ enum CheckpointCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Change how many processes share the pipeline, the state following its
+    /// partitions: writes checkpoints for `--to` workers from the newest of the
+    /// `--from` workers (stopped, at the same place in the input).
+    Reshard {
+        /// The worker count that wrote the checkpoints.
+        #[arg(long)]
+        from: u32,
+        /// The new worker count.
+        #[arg(long)]
+        to: u32,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Keys and bytes per operator, timers, dedupe and identity state of one checkpoint.
     Inspect {
         /// The checkpoint's id, as `checkpoint list` shows it.
@@ -508,6 +525,25 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
                 config,
                 data_dir,
             } => cli::checkpoint::inspect(&load_config(config.as_deref(), data_dir)?, id).await,
+            CheckpointCommand::Reshard {
+                from,
+                to,
+                config,
+                data_dir,
+            } => {
+                let cfg = load_config(config.as_deref(), data_dir)?;
+                let done =
+                    footfall_pipeline::checkpoint::reshard(&cfg, &cfg.transport.data_dir, from, to)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                for (j, url, id) in done.written {
+                    println!("worker {j} of {to}: checkpoint {id} at {url}");
+                }
+                println!(
+                    "start {to} workers with transport.worker_count = {to}: each resumes from its checkpoint"
+                );
+                Ok(())
+            }
         },
         Command::FitChurn {
             transactions,

@@ -140,3 +140,85 @@ fn a_worker_refuses_a_checkpoint_of_another_worker_count() {
         "{err}"
     );
 }
+
+/// Runs `footfall replay` of `data` as `count` workers at once; each must succeed.
+fn replay_as(root: &std::path::Path, data: &std::path::Path, count: u32) {
+    let workers: Vec<Reaped> = (0..count)
+        .map(|i| {
+            let config = root.join(format!("w{i}-of-{count}.toml"));
+            std::fs::write(
+                &config,
+                format!("[transport]\nworker_index = {i}\nworker_count = {count}\n"),
+            )
+            .unwrap();
+            Reaped(
+                Command::new(footfall_bin())
+                    .args([
+                        "replay",
+                        "--data-dir",
+                        path(data),
+                        "--config",
+                        path(&config),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut w in workers {
+        assert!(w.0.wait().unwrap().success(), "a worker of {count} failed");
+    }
+}
+
+#[test]
+fn resharding_from_two_workers_to_three_keeps_the_state_with_its_partitions() {
+    let root = tempfile::tempdir().unwrap();
+    let (one, many) = (root.path().join("one"), root.path().join("many"));
+    generate(&one, 2000, 2, 5);
+    copy_dir(&one, &many);
+    // First half: one process, and two workers.
+    footfall_ok(&["replay", "--data-dir", path(&one)], None);
+    replay_as(root.path(), &many, 2);
+    let said = footfall_ok(
+        &[
+            "checkpoint",
+            "reshard",
+            "--data-dir",
+            path(&many),
+            "--from",
+            "2",
+            "--to",
+            "3",
+        ],
+        None,
+    );
+    assert!(said.contains("worker 2 of 3: checkpoint"), "{said}");
+    // Second half, later in time, for the same customers: one process resumes, and
+    // three workers resume from the resharded checkpoints.
+    for d in [&one, &many] {
+        footfall_ok(
+            &[
+                "generate",
+                "--data-dir",
+                path(d),
+                "--customers",
+                "2000",
+                "--hours",
+                "2",
+                "--seed",
+                "6",
+                "--start",
+                "2026-11-20T12:00:00Z",
+            ],
+            None,
+        );
+    }
+    footfall_ok(&["replay", "--data-dir", path(&one)], None);
+    replay_as(root.path(), &many, 3);
+    for (topic, drop) in OUTPUTS {
+        assert_same_records(topic, &consume(&one, topic), &consume(&many, topic), drop);
+    }
+    assert!(consume(&many, "notifications").len() > 500);
+}

@@ -15,7 +15,9 @@
 //! it, is never loaded, and the next older complete one is used instead.
 
 mod format;
+mod reshard;
 mod store;
 
 pub use format::{CheckpointData, SectionSize, SequencerState, SourceState, section_sizes};
+pub use reshard::{Resharded, reshard};
 pub use store::{CheckpointError, CheckpointInfo, Found, Manifest, Store, Written};

@@ -306,20 +306,30 @@ impl Sequencer {
                 // Another process owns the customer and merges its own copy of the
                 // device's state: this one drops its copy.
                 let (reply, _) = oneshot::channel();
-                self.pending[wf].push(Work::Export { key: m.from, reply });
+                self.pending[wf].push(Work::Export {
+                    key: m.from,
+                    reply,
+                    at: event.timestamp,
+                });
             } else if wf == wi {
                 self.pending[wf].push(Work::Merge {
                     from: m.from,
                     into: m.into,
+                    at: event.timestamp,
                 });
             } else {
                 let (reply, states) = oneshot::channel();
-                self.pending[wf].push(Work::Export { key: m.from, reply });
+                self.pending[wf].push(Work::Export {
+                    key: m.from,
+                    reply,
+                    at: event.timestamp,
+                });
                 // The export must be on its way before the importer can wait for it.
                 self.send(wf).await?;
                 self.pending[wi].push(Work::Import {
                     key: m.into,
                     states,
+                    at: event.timestamp,
                 });
             }
         }

@@ -43,6 +43,8 @@ pub enum Work {
         from: Str,
         /// The surviving key.
         into: Str,
+        /// The `identify`'s time.
+        at: Timestamp,
     },
     /// Delete all of `key`'s state: its customer was erased.
     Erase {
@@ -57,6 +59,8 @@ pub enum Work {
         key: Str,
         /// Where it goes.
         reply: oneshot::Sender<KeyStates>,
+        /// The `identify`'s time.
+        at: Timestamp,
     },
     /// A checkpoint barrier: write out held actions, pass the barrier on to every
     /// policy task, then send the worker's state.
@@ -72,6 +76,8 @@ pub enum Work {
         key: Str,
         /// The state, once the exporting worker has sent it.
         states: oneshot::Receiver<KeyStates>,
+        /// The `identify`'s time.
+        at: Timestamp,
     },
 }
 
@@ -373,7 +379,9 @@ pub async fn run(
                     expire(&mut worker, &mut p, clock);
                     read_at
                 }
-                Work::Merge { from, into } => {
+                Work::Merge { from, into, at } => {
+                    // Timers due before the `identify` fire first, as before any event.
+                    worker.fire_before(at, &mut p.actions);
                     worker.merge(&from, &into, &mut p.actions);
                     let clock = worker.clock();
                     expire(&mut worker, &mut p, clock);
@@ -396,6 +404,7 @@ pub async fn run(
                     continue;
                 }
                 Work::Erase { key, at } => {
+                    worker.fire_before(at, &mut p.actions);
                     worker.erase(&key);
                     if let Some(r) = &mut retain {
                         r.tables.erase(&key);
@@ -408,13 +417,15 @@ pub async fn run(
                         let fact = Fact::Erase { key };
                         p.outbox[policies.me as usize].push(Input::Fact(at, fact));
                     }
-                    continue;
+                    Instant::now()
                 }
-                Work::Export { key, reply } => {
+                Work::Export { key, reply, at } => {
+                    worker.fire_before(at, &mut p.actions);
                     let _ = reply.send(worker.export(&key));
-                    continue;
+                    Instant::now()
                 }
-                Work::Import { key, states } => {
+                Work::Import { key, states, at } => {
+                    worker.fire_before(at, &mut p.actions);
                     if let Ok(states) = states.await {
                         worker.import(&key, states, &mut p.actions);
                     }
