@@ -2,14 +2,17 @@
 //! one embedded log: each owns half of the key partitions, and together they write
 //! exactly what one process writes (devices that log in as another worker's customer
 //! included), also when one of them is SIGKILLed at random points and restarted from
-//! its own checkpoints while the other runs on.
+//! its own checkpoints while the other runs on; and after their checkpoints are
+//! resharded for three workers, the three go on as one process would.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::support::{
     Reaped, assert_same_records, consume, copy_dir, footfall, footfall_bin, footfall_ok, generate,
-    kill_at_random_points, path, replay_from_checkpoint,
+    kill_at_random_points, path, produce, replay_from_checkpoint,
 };
 
 /// Output topics, with the fields that differ between runs.
@@ -195,9 +198,15 @@ fn resharding_from_two_workers_to_three_keeps_the_state_with_its_partitions() {
         None,
     );
     assert!(said.contains("worker 2 of 3: checkpoint"), "{said}");
-    // Second half, later in time, for the same customers: one process resumes, and
-    // three workers resume from the resharded checkpoints.
+    // Devices seen in the first half log in as customers in the second and add to the
+    // carts they left: their carts must have followed them through the reshard.
+    let logins = logins_of_unlinked_devices(&one, 40);
+    assert!(logins.lines().count() >= 40, "{logins}");
+    // Second half, later in time (after the first half's clock), for the same
+    // customers: one process resumes, and three workers resume from the resharded
+    // checkpoints.
     for d in [&one, &many] {
+        produce(d, "clickstream", &logins);
         footfall_ok(
             &[
                 "generate",
@@ -210,7 +219,7 @@ fn resharding_from_two_workers_to_three_keeps_the_state_with_its_partitions() {
                 "--seed",
                 "6",
                 "--start",
-                "2026-11-20T12:00:00Z",
+                "2026-11-22T08:00:00Z",
             ],
             None,
         );
@@ -221,4 +230,54 @@ fn resharding_from_two_workers_to_three_keeps_the_state_with_its_partitions() {
         assert_same_records(topic, &consume(&one, topic), &consume(&many, topic), drop);
     }
     assert!(consume(&many, "notifications").len() > 500);
+}
+
+/// JSON lines in which `n` devices that added to a cart in `data` without ever being
+/// linked to a customer identify as one, then add to that cart again.
+fn logins_of_unlinked_devices(data: &std::path::Path, n: usize) -> String {
+    let raw = footfall_ok(
+        &[
+            "consume",
+            "--data-dir",
+            path(data),
+            "--topic",
+            "clickstream",
+            "--from-beginning",
+        ],
+        None,
+    );
+    // Some generated records are broken on purpose.
+    let events: Vec<Value> = raw
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let linked: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|e| e["user_id"].is_string())
+        .filter_map(|e| e["anonymous_id"].as_str())
+        .collect();
+    let mut carts: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["type"] == "add_to_cart" && !e["user_id"].is_string())
+        .filter_map(|e| Some((e["anonymous_id"].as_str()?, e["cart_id"].as_str()?)))
+        .filter(|(d, _)| !linked.contains(d))
+        .collect();
+    carts.sort();
+    carts.dedup_by_key(|(d, _)| *d);
+    let mut out = String::new();
+    for (i, (device, cart)) in carts.into_iter().take(n).enumerate() {
+        let user = format!("m-{:07}", 1 + i * 37);
+        let (login, add) = (i * 60, i * 60 + 30);
+        out.push_str(&format!(
+            "{{\"message_id\":\"login-{i}\",\"type\":\"identify\",\"timestamp\":\"2026-11-22T07:{:02}:{:02}Z\",\"user_id\":\"{user}\",\"anonymous_id\":\"{device}\"}}\n",
+            login / 60,
+            login % 60
+        ));
+        out.push_str(&format!(
+            "{{\"message_id\":\"again-{i}\",\"type\":\"add_to_cart\",\"timestamp\":\"2026-11-22T07:{:02}:{:02}Z\",\"user_id\":\"{user}\",\"anonymous_id\":\"{device}\",\"cart_id\":\"{cart}\",\"currency\":\"CNY\",\"items\":[{{\"item_id\":\"sku-again\",\"price\":\"1.00\",\"quantity\":1}}]}}\n",
+            add / 60,
+            add % 60
+        ));
+    }
+    out
 }
