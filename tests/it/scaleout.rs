@@ -230,6 +230,44 @@ fn resharding_from_two_workers_to_three_keeps_the_state_with_its_partitions() {
         assert_same_records(topic, &consume(&one, topic), &consume(&many, topic), drop);
     }
     assert!(consume(&many, "notifications").len() > 500);
+
+    // Only worker 0 of 3 reads what came next: the checkpoints no longer agree on where
+    // they stand, and resharding them is refused with what to do.
+    produce(
+        &many,
+        "clickstream",
+        r#"{"message_id":"late-1","type":"page_view","timestamp":"2026-11-23T08:00:00Z","user_id":"m-0000001"}"#,
+    );
+    let config = root.path().join("w0-of-3.toml");
+    footfall_ok(
+        &[
+            "replay",
+            "--data-dir",
+            path(&many),
+            "--config",
+            path(&config),
+        ],
+        None,
+    );
+    let out = footfall(
+        &[
+            "checkpoint",
+            "reshard",
+            "--data-dir",
+            path(&many),
+            "--from",
+            "3",
+            "--to",
+            "2",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("stands elsewhere in the input than worker 0's: stop the producers"),
+        "{err}"
+    );
 }
 
 /// JSON lines in which `n` devices that added to a cart in `data` without ever being
