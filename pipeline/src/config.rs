@@ -582,6 +582,18 @@ impl Config {
         if wp.enabled && wp.campaigns.is_empty() {
             w.push("triggers.weather_promo: enabled with no campaigns, so it never fires".into());
         }
+        let t = &self.transport;
+        if t.worker_count > t.partitions && t.worker_index < t.worker_count {
+            let idle = match t.worker_count - t.partitions {
+                1 => format!("worker {} owns", t.partitions),
+                _ => format!("workers {} to {} own", t.partitions, t.worker_count - 1),
+            };
+            w.push(format!(
+                "transport.worker_count: {} workers share {} partitions, so {idle} none (they \
+                 read everything and write nothing)",
+                t.worker_count, t.partitions
+            ));
+        }
         w
     }
 }
@@ -593,6 +605,23 @@ fn env_u32(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_workers_than_partitions_is_a_warning() {
+        let c = Config::parse(
+            Path::new("x.toml"),
+            "[transport]\npartitions = 2\nworker_index = 0\nworker_count = 3\n",
+        )
+        .unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+        assert_eq!(
+            c.warnings(),
+            [
+                "transport.worker_count: 3 workers share 2 partitions, so worker 2 owns none \
+              (they read everything and write nothing)"
+            ]
+        );
+    }
 
     #[test]
     fn empty_file_is_all_defaults() {
