@@ -409,6 +409,69 @@ mod tests {
     use crate::log::{Log, LogConfig};
 
     #[tokio::test]
+    async fn a_shared_worker_writes_only_its_own_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+        let topics = Topics::Log(log.clone());
+        let me = Assignment::new(1, 2).unwrap();
+        let sinks = Sinks::open_share(&topics, 4, 1, None, me).await.unwrap();
+        let at = Timestamp::parse_rfc3339("2026-11-20T10:00:00Z").unwrap();
+        let mut actions: Vec<Action> = (0..40)
+            .map(|i| {
+                let key = format!("m-{i}");
+                let mut a =
+                    Action::new("abandoned_cart", "1", &key, at, OutputTopic::Notifications);
+                a.customer_id = Some(key);
+                a
+            })
+            .collect();
+        let mine = actions
+            .iter()
+            .filter(|a| me.owns(partition_for(a.customer_id.as_deref().unwrap(), 4)))
+            .count();
+        assert!(mine > 0 && mine < 40);
+        let new = sinks.write_actions(&mut actions, &mut Vec::new()).unwrap();
+        assert_eq!(
+            new, mine,
+            "only the actions of partitions 1 and 3 are written"
+        );
+        // Dead letters of input partition 0 are worker 0's to write.
+        let dead = DeadLetter {
+            topic: "clickstream".into(),
+            partition: 0,
+            offset: 7,
+            reason: "invalid_json",
+            error: "bad".into(),
+            raw: Some("x".into()),
+            raw_base64: None,
+            received_at: at,
+        };
+        sinks
+            .write_deadletters(0, std::slice::from_ref(&dead))
+            .unwrap();
+        sinks.write_deadletters(1, &[dead]).unwrap();
+        for p in 0..4 {
+            let mut r = log.reader("notifications", p, 0).unwrap();
+            let mut batch = crate::log::Batch::default();
+            let n = r.poll(&mut batch, 100, 1 << 20).unwrap();
+            assert_eq!(n > 0, me.owns(p), "notifications/{p}");
+            let mut r = log.reader("deadletter", p, 0).unwrap();
+            assert_eq!(
+                r.poll(&mut batch, 100, 1 << 20).unwrap(),
+                usize::from(p == 1)
+            );
+        }
+        // Another worker's partitions: its own checkpoints say where they stand.
+        let positions = sinks.positions();
+        let (_, ends) = positions
+            .iter()
+            .find(|(t, _)| t == "notifications")
+            .unwrap();
+        assert_eq!(ends[0], 0);
+        assert!(ends[1] > 0 || ends[3] > 0);
+    }
+
+    #[tokio::test]
     async fn written_actions_and_suppressions_reach_the_actions_table_once() {
         let dir = tempfile::tempdir().unwrap();
         let log = Log::open(dir.path(), LogConfig::default()).unwrap();
