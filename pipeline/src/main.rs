@@ -191,10 +191,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Checkpoints: list them, or inspect one's state per operator.
+    /// Checkpoints: list them, inspect one's state per operator, or reshard them for
+    /// another worker count.
     Checkpoint {
         #[command(subcommand)]
-        command: CheckpointCommand,
+        command: cli::checkpoint::CheckpointCommand,
     },
     /// Fit churn_risk's BG/NBD parameters (r, alpha, a, b) to a purchase history by
     /// maximum likelihood, and print them as config.
@@ -286,47 +287,6 @@ enum IdentityCommand {
     Show {
         /// A customer key, an anonymous id, or an e-mail / phone hash.
         id: String,
-        /// Config file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (overrides the config's).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-}
-
-#[derive(Subcommand)]
-enum CheckpointCommand {
-    /// Every checkpoint, newest first, with whether a restart can use it.
-    List {
-        /// Config file (its `[checkpoint] url`, or the data directory's `checkpoints/`).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (overrides the config's).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Change how many processes share the pipeline, the state following its
-    /// partitions: writes checkpoints for `--to` workers from the newest of the
-    /// `--from` workers (stopped, at the same place in the input).
-    Reshard {
-        /// The worker count that wrote the checkpoints.
-        #[arg(long)]
-        from: u32,
-        /// The new worker count.
-        #[arg(long)]
-        to: u32,
-        /// Config file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (overrides the config's).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-    },
-    /// Keys and bytes per operator, timers, dedupe and identity state of one checkpoint.
-    Inspect {
-        /// The checkpoint's id, as `checkpoint list` shows it.
-        id: u64,
         /// Config file.
         #[arg(long)]
         config: Option<PathBuf>,
@@ -516,35 +476,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             print!("{}", footfall_pipeline::lift::render(&lifts));
             Ok(())
         }
-        Command::Checkpoint { command } => match command {
-            CheckpointCommand::List { config, data_dir } => {
-                cli::checkpoint::list(&load_config(config.as_deref(), data_dir)?).await
-            }
-            CheckpointCommand::Inspect {
-                id,
-                config,
-                data_dir,
-            } => cli::checkpoint::inspect(&load_config(config.as_deref(), data_dir)?, id).await,
-            CheckpointCommand::Reshard {
-                from,
-                to,
-                config,
-                data_dir,
-            } => {
-                let cfg = load_config(config.as_deref(), data_dir)?;
-                let done =
-                    footfall_pipeline::checkpoint::reshard(&cfg, &cfg.transport.data_dir, from, to)
-                        .await
-                        .map_err(anyhow::Error::msg)?;
-                for (j, url, id) in done.written {
-                    println!("worker {j} of {to}: checkpoint {id} at {url}");
-                }
-                println!(
-                    "start {to} workers with transport.worker_count = {to}: each resumes from its checkpoint"
-                );
-                Ok(())
-            }
-        },
+        Command::Checkpoint { command } => command.run().await,
         Command::FitChurn {
             transactions,
             summary,

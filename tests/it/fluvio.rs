@@ -12,7 +12,6 @@
 //!   them SIGKILLed at random points and restarted, write to Fluvio exactly what the
 //!   embedded log's one process writes.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,8 +25,8 @@ use serde_json::Value;
 
 use crate::scaleout::{OUTPUTS, worker_config};
 use crate::support::{
-    Reaped, assert_same_records, consume, footfall, footfall_bin, footfall_ok, generate,
-    kill_at_random_points, path, replay_from_checkpoint,
+    assert_same_records, consume, footfall, footfall_ok, generate, kill_at_random_points, path,
+    replay_from_checkpoint, spawn_replay, wait_ok,
 };
 
 /// The cluster's endpoint, or `None` after saying the test skipped.
@@ -248,17 +247,10 @@ fn two_workers_with_a_crash_match_the_embedded_log(
     let fluvio = format!("kind = \"fluvio\"\nfluvio_endpoint = \"{endpoint}\"");
     let shared = root.join("shared");
     let (w0, w1) = (
-        worker_config(root, 0, &fluvio),
-        worker_config(root, 1, &fluvio),
+        worker_config(root, 0, 2, &fluvio),
+        worker_config(root, 1, 2, &fluvio),
     );
-    let mut first = Reaped(
-        Command::new(footfall_bin())
-            .args(["replay", "--data-dir", path(&shared), "--config", path(&w0)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let first = spawn_replay(&shared, &w0);
     let kills = kill_at_random_points(
         &["replay", "--data-dir", path(&shared), "--config", path(&w1)],
         3,
@@ -272,6 +264,6 @@ fn two_workers_with_a_crash_match_the_embedded_log(
         "only {kills} runs of worker 1 were killed mid-way"
     );
     replay_from_checkpoint(&shared, &w1);
-    assert!(first.0.wait().unwrap().success(), "worker 0 failed");
+    wait_ok(first, &w0);
     assert_fluvio_outputs_match(clean);
 }

@@ -5,14 +5,13 @@
 //! its own checkpoints while the other runs on; and after their checkpoints are
 //! resharded for three workers, the three go on as one process would.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::support::{
-    Reaped, assert_same_records, consume, copy_dir, footfall, footfall_bin, footfall_ok, generate,
-    kill_at_random_points, path, produce, replay_from_checkpoint,
+    assert_same_records, consume, copy_dir, footfall, footfall_ok, generate, kill_at_random_points,
+    path, produce, replay_from_checkpoint, spawn_replay, wait_ok,
 };
 
 /// Output topics, with the fields that differ between runs.
@@ -25,18 +24,37 @@ pub const OUTPUTS: [(&str, &[&str]); 6] = [
     ("deadletter", &["received_at"]),
 ];
 
-/// A config file making this process worker `index` of 2, with `extra` appended.
-pub fn worker_config(dir: &std::path::Path, index: u32, extra: &str) -> std::path::PathBuf {
-    let file = dir.join(format!("worker-{index}.toml"));
+/// A config file making this process worker `index` of `count`, checkpointing every
+/// 0.2 s, with `extra` added to `[transport]`.
+pub fn worker_config(
+    dir: &std::path::Path,
+    index: u32,
+    count: u32,
+    extra: &str,
+) -> std::path::PathBuf {
+    let file = dir.join(format!("w{index}-of-{count}.toml"));
     std::fs::write(
         &file,
         format!(
-            "[transport]\nworker_index = {index}\nworker_count = 2\n{extra}\n\n\
+            "[transport]\nworker_index = {index}\nworker_count = {count}\n{extra}\n\n\
              [checkpoint]\ninterval_secs = 0.2\n"
         ),
     )
     .unwrap();
     file
+}
+
+/// Runs `footfall replay` of `data` as `count` workers at once; each must succeed.
+fn replay_as(root: &std::path::Path, data: &std::path::Path, count: u32) {
+    let runs: Vec<_> = (0..count)
+        .map(|i| {
+            let config = worker_config(root, i, count, "");
+            (spawn_replay(data, &config), config)
+        })
+        .collect();
+    for (run, config) in runs {
+        wait_ok(run, &config);
+    }
 }
 
 #[test]
@@ -53,19 +71,12 @@ fn two_workers_write_what_one_writes_across_a_crash_of_one() {
     );
 
     let (w0, w1) = (
-        worker_config(root.path(), 0, ""),
-        worker_config(root.path(), 1, ""),
+        worker_config(root.path(), 0, 2, ""),
+        worker_config(root.path(), 1, 2, ""),
     );
     // Worker 0 runs to the end; worker 1 is killed a few times, each restart resuming
     // from its newest checkpoint.
-    let mut first = Reaped(
-        Command::new(footfall_bin())
-            .args(["replay", "--data-dir", path(&two), "--config", path(&w0)])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let first = spawn_replay(&two, &w0);
     let kills = kill_at_random_points(
         &["replay", "--data-dir", path(&two), "--config", path(&w1)],
         4,
@@ -78,12 +89,7 @@ fn two_workers_write_what_one_writes_across_a_crash_of_one() {
         "only {kills} runs of worker 1 were killed mid-way"
     );
     replay_from_checkpoint(&two, &w1);
-    let status = first.0.wait().unwrap();
-    let mut said = String::new();
-    if let Some(mut e) = first.0.stderr.take() {
-        std::io::Read::read_to_string(&mut e, &mut said).unwrap();
-    }
-    assert!(status.success(), "worker 0: {said}");
+    wait_ok(first, &w0);
 
     // Each checkpointed only its own partitions, in its own place.
     let ck = two.join("checkpoints");
@@ -101,28 +107,7 @@ fn a_worker_refuses_a_checkpoint_of_another_worker_count() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     generate(&data, 300, 1, 3);
-    let workers: Vec<Reaped> = (0..2)
-        .map(|i| {
-            let config = worker_config(root.path(), i, "");
-            Reaped(
-                Command::new(footfall_bin())
-                    .args([
-                        "replay",
-                        "--data-dir",
-                        path(&data),
-                        "--config",
-                        path(&config),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    for mut w in workers {
-        assert!(w.0.wait().unwrap().success());
-    }
+    replay_as(root.path(), &data, 2);
     // Worker 1's checkpoints, now as worker 1 of 3.
     let three = root.path().join("three.toml");
     std::fs::write(&three, "[transport]\nworker_index = 1\nworker_count = 3\n").unwrap();
@@ -142,37 +127,6 @@ fn a_worker_refuses_a_checkpoint_of_another_worker_count() {
         err.contains("written by worker 1 of 2, and this is worker 1 of 3"),
         "{err}"
     );
-}
-
-/// Runs `footfall replay` of `data` as `count` workers at once; each must succeed.
-fn replay_as(root: &std::path::Path, data: &std::path::Path, count: u32) {
-    let workers: Vec<Reaped> = (0..count)
-        .map(|i| {
-            let config = root.join(format!("w{i}-of-{count}.toml"));
-            std::fs::write(
-                &config,
-                format!("[transport]\nworker_index = {i}\nworker_count = {count}\n"),
-            )
-            .unwrap();
-            Reaped(
-                Command::new(footfall_bin())
-                    .args([
-                        "replay",
-                        "--data-dir",
-                        path(data),
-                        "--config",
-                        path(&config),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    for mut w in workers {
-        assert!(w.0.wait().unwrap().success(), "a worker of {count} failed");
-    }
 }
 
 #[test]

@@ -168,6 +168,27 @@ pub fn produce(data: &Path, topic: &str, records: &str) {
     );
 }
 
+/// `footfall replay --data-dir data --config config` in the background; its standard
+/// error goes to `config` with the extension `log`, for [`wait_ok`].
+pub fn spawn_replay(data: &Path, config: &Path) -> Reaped {
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
+    Reaped(
+        Command::new(footfall_bin())
+            .args(["replay", "--data-dir", path(data), "--config", path(config)])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for a [`spawn_replay`] of `config` to end, and asserts it succeeded.
+pub fn wait_ok(mut run: Reaped, config: &Path) {
+    let status = run.0.wait().unwrap();
+    let said = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+    assert!(status.success(), "{}: {status}: {said}", config.display());
+}
+
 /// A child process killed when dropped, so a failing assertion leaves none behind.
 pub struct Reaped(pub std::process::Child);
 

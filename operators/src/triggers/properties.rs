@@ -44,6 +44,19 @@ fn op() -> impl Strategy<Value = (Op, u32)> {
     (op, 0u32..2880)
 }
 
+/// A location ping next to store `st-1`.
+const PING: &str = r#""type":"location","lat":31.2301,"lon":121.47"#;
+
+/// Weather at `st-1` that its campaigns act on, at `now`.
+fn hot_weather(s: &mut Script, now: &str) {
+    s.feed(
+        Topic::Weather,
+        r#""store_id":"st-1""#,
+        now,
+        r#""type":"weather","temp_c":33,"condition":"rain""#,
+    );
+}
+
 /// Runs `ops` through every trigger; returns each action's JSON and, per erase, how
 /// many actions had been emitted when it applied.
 fn run(ops: &[(Op, u32)]) -> (Vec<String>, Vec<(String, usize)>) {
@@ -79,13 +92,8 @@ fn run(ops: &[(Op, u32)]) -> (Vec<String>, Vec<(String, usize)>) {
                 &format!(r#""type":"refund","transaction_id":"r{n}","value":"1.00""#),
             ),
             Op::Ping(c) => {
-                s.feed(
-                    Topic::Weather,
-                    r#""store_id":"st-1""#,
-                    &now,
-                    r#""type":"weather","temp_c":33,"condition":"rain""#,
-                );
-                s.click(&user(c), &now, r#""type":"location","lat":31.2301,"lon":121.47"#);
+                hot_weather(&mut s, &now);
+                s.click(&user(c), &now, PING);
             }
             Op::Profile(c) => s.feed(
                 Topic::Customers,
@@ -103,17 +111,8 @@ fn run(ops: &[(Op, u32)]) -> (Vec<String>, Vec<(String, usize)>) {
                 r#""type":"add_to_cart","currency":"CNY","items":[{"item_id":"b","price":"7.50"}]"#,
             ),
             Op::AnonPing(d) => {
-                s.feed(
-                    Topic::Weather,
-                    r#""store_id":"st-1""#,
-                    &now,
-                    r#""type":"weather","temp_c":33,"condition":"rain""#,
-                );
-                s.anon_click(
-                    &format!("dev-{d}"),
-                    &now,
-                    r#""type":"location","lat":31.2301,"lon":121.47"#,
-                );
+                hot_weather(&mut s, &now);
+                s.anon_click(&format!("dev-{d}"), &now, PING);
             }
             Op::Identify(d, c) => s.identify(&format!("dev-{d}"), &user(c), &now),
             Op::Restock => {

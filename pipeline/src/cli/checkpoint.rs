@@ -1,13 +1,95 @@
-//! `footfall checkpoint list|inspect`: what the checkpoint store holds.
+//! `footfall checkpoint list|inspect|reshard`: what the checkpoint store holds, and
+//! recombining it for another worker count.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
 
 use anyhow::{Context, bail};
 use footfall_pipeline::checkpoint::{Manifest, Store, section_sizes};
 use footfall_pipeline::config::Config;
 
 use super::report::thousands;
+use crate::load_config;
+
+/// `footfall checkpoint ...`.
+#[derive(Subcommand)]
+pub enum CheckpointCommand {
+    /// Every checkpoint, newest first, with whether a restart can use it.
+    List {
+        /// Config file (its `[checkpoint] url`, or the data directory's `checkpoints/`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Change how many processes share the pipeline, the state following its
+    /// partitions: writes checkpoints for `--to` workers from the newest of the
+    /// `--from` workers (stopped, at the same place in the input).
+    Reshard {
+        /// The worker count that wrote the checkpoints.
+        #[arg(long)]
+        from: u32,
+        /// The new worker count.
+        #[arg(long)]
+        to: u32,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Keys and bytes per operator, timers, dedupe and identity state of one checkpoint.
+    Inspect {
+        /// The checkpoint's id, as `checkpoint list` shows it.
+        id: u64,
+        /// Config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides the config's).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+impl CheckpointCommand {
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            CheckpointCommand::List { config, data_dir } => {
+                list(&load_config(config.as_deref(), data_dir)?).await
+            }
+            CheckpointCommand::Inspect {
+                id,
+                config,
+                data_dir,
+            } => inspect(&load_config(config.as_deref(), data_dir)?, id).await,
+            CheckpointCommand::Reshard {
+                from,
+                to,
+                config,
+                data_dir,
+            } => reshard(&load_config(config.as_deref(), data_dir)?, from, to).await,
+        }
+    }
+}
+
+/// Writes checkpoints for `to` workers from those of `from` workers, and says where.
+async fn reshard(cfg: &Config, from: u32, to: u32) -> anyhow::Result<()> {
+    let done = footfall_pipeline::checkpoint::reshard(cfg, &cfg.transport.data_dir, from, to)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    for (j, url, id) in done.written {
+        println!("worker {j} of {to}: checkpoint {id} at {url}");
+    }
+    println!(
+        "start {to} workers with transport.worker_count = {to}: each resumes from its checkpoint"
+    );
+    Ok(())
+}
 
 /// `1.5 MiB`, `830 B`.
 fn size(bytes: u64) -> String {
