@@ -94,6 +94,9 @@ pub struct SqlConfig {
     pub rules_dir: Option<PathBuf>,
     /// Failed or overrun evaluations in a row after which a rule is quarantined.
     pub rule_failures_to_quarantine: u32,
+    /// Bytes of partial aggregates rules keep between runs, so a run aggregates only
+    /// the batches sealed since the last (0: none kept).
+    pub rule_cache_bytes: u64,
 }
 
 /// `[sql.retention.<table>]`.
@@ -116,6 +119,7 @@ impl Default for SqlConfig {
             query_timeout_secs: 30.0,
             rules_dir: None,
             rule_failures_to_quarantine: 3,
+            rule_cache_bytes: 1 << 30,
         }
     }
 }

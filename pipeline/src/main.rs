@@ -507,10 +507,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             rules,
             prepare_only,
         } => {
-            if sql {
-                return footfall_pipeline::sqlbench::run(sql_rows, &rules).await;
-            }
             let cfg = load_config(config.as_deref(), None)?;
+            if sql {
+                let cache = usize::try_from(cfg.sql.rule_cache_bytes).unwrap_or(usize::MAX);
+                return footfall_pipeline::sqlbench::run(sql_rows, &rules, cache).await;
+            }
             let tmp;
             let dir = match data_dir {
                 Some(d) => d,

@@ -52,6 +52,11 @@ pub struct Metrics {
     pub rule_actions: IntCounterVec,
     /// `footfall_rules_quarantined`: SQL rules stopped after repeated failures.
     pub rules_quarantined: IntGauge,
+    /// `footfall_rule_cache_batches_total{source}`: batches whose partial aggregate a
+    /// rule took from its cache (`kept`) or computed (`fresh`).
+    pub rule_cache_batches: IntCounterVec,
+    /// `footfall_rule_cache_bytes`: partial aggregates the rules keep.
+    pub rule_cache_bytes: IntGauge,
     /// `footfall_conversions_total{trigger,group}`: purchases credited to an action.
     pub conversions: IntCounterVec,
     /// `footfall_conversion_value_total{trigger,group}`: their value (all currencies).
@@ -197,6 +202,16 @@ fn build() -> Metrics {
         "SQL rules stopped after repeated failures or overruns.",
     )
     .expect("metric definition");
+    let rule_cache_batches = counter(
+        "footfall_rule_cache_batches_total",
+        "Retained batches whose partial aggregate a SQL rule took from its cache (kept) or computed (fresh).",
+        &["source"],
+    );
+    let rule_cache_bytes = IntGauge::new(
+        "footfall_rule_cache_bytes",
+        "Bytes of partial aggregates the SQL rules keep between runs.",
+    )
+    .expect("metric definition");
     let state_evicted = counter(
         "footfall_state_evicted_total",
         "Keys whose state was dropped after the state TTL without activity.",
@@ -314,6 +329,7 @@ fn build() -> Metrics {
         Box::new(actions_deduplicated.clone()),
         Box::new(actions_held.clone()),
         Box::new(rules_quarantined.clone()),
+        Box::new(rule_cache_bytes.clone()),
         Box::new(clock.clone()),
         Box::new(watermark_lag.clone()),
         Box::new(latency.clone()),
@@ -349,6 +365,8 @@ fn build() -> Metrics {
         rule_runs,
         rule_actions,
         rules_quarantined,
+        rule_cache_batches,
+        rule_cache_bytes,
         conversions,
         conversion_value,
         identity_conflicts,

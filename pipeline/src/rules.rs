@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use footfall_operators::action::Action;
 use footfall_operators::time::Timestamp;
+use footfall_sql::cache::PartialCache;
 use footfall_sql::hub::Hub;
 use footfall_sql::rules::{Every, Rule, RuleError, files};
 use footfall_sql::{Engine, Limits, QueryError, Retention, Tables};
@@ -94,6 +95,8 @@ pub struct Rules {
     saved: Mutex<BTreeMap<String, Saved>>,
     /// Each running rule's priority, for the delivery policies' arbitration.
     priorities: watch::Sender<BTreeMap<String, i32>>,
+    /// Partial aggregates of sealed batches, kept between runs of each rule.
+    cache: Option<Arc<PartialCache>>,
 }
 
 fn every_label(e: Every) -> String {
@@ -115,7 +118,15 @@ impl Rules {
             state: None,
             saved: Mutex::new(BTreeMap::new()),
             priorities: watch::Sender::new(BTreeMap::new()),
+            cache: None,
         }
+    }
+
+    /// Rules keep the partial aggregates of sealed batches between runs, in at most
+    /// `bytes` (0: none kept); see [`footfall_sql::cache`].
+    pub fn with_cache(mut self, bytes: usize) -> Self {
+        self.cache = (bytes > 0).then(|| Arc::new(PartialCache::new(bytes)));
+        self
     }
 
     /// The running rules' priorities, as they change (a new version, a removed file).
@@ -385,6 +396,9 @@ impl Rules {
             let mut engine = Engine::new(tables.clone(), self.limits)
                 .with_clock(at)
                 .with_partitions(1);
+            if let Some(cache) = &self.cache {
+                engine = engine.with_cache(cache.clone(), &name);
+            }
             if let Some(live) = hub.live_for(&rule.sql).await {
                 engine = engine.with_live(live);
             }
@@ -432,6 +446,21 @@ impl Rules {
         }
         if ran {
             self.save();
+        }
+        if let Some(cache) = &self.cache {
+            // A removed rule's partials go with it.
+            {
+                let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+                cache.retain(|name| running.contains_key(name));
+            }
+            let s = cache.stats();
+            let count = |source: &str, n: u64| {
+                let c = m.rule_cache_batches.with_label_values(&[source]);
+                c.inc_by(n.saturating_sub(c.get()));
+            };
+            count("kept", s.hits);
+            count("fresh", s.misses);
+            m.rule_cache_bytes.set(s.bytes as i64);
         }
         out
     }

@@ -5,67 +5,91 @@
 //!    append rate and the bytes retained per row.
 //! 2. Runs a tumbling 1-minute aggregate (count and sum of value per store) over it,
 //!    five times, and prints each time.
-//! 3. Runs the rules of a rules directory at the size 20,000 events/s leaves in the
-//!    table between evaluations, 20 evaluations (each rule in turn), as a service
-//!    running 20 rules every 10 s does each cycle, and prints the CPU they take as a
-//!    share of one core.
+//! 3. Runs the rules of a rules directory over the rows 20,000 events/s leaves in the
+//!    table, in 10-second cycles: 200,000 new rows, then 20 evaluations (each rule in
+//!    turn), as a service running 20 rules every 10 s does, and prints the CPU each
+//!    cycle takes as a share of one core. Each evaluation keeps its own partial
+//!    aggregates between cycles (the rules' cache), as 20 different rules would.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use footfall_operators::event::{CartChange, Event, EventKind, Item, Str, Topic};
 use footfall_operators::time::{Span, Timestamp};
+use footfall_sql::cache::PartialCache;
 use footfall_sql::rules::{Rule, files};
 use footfall_sql::{Engine, Limits, Retention, Table, Tables};
 use rust_decimal::Decimal;
 
 const STORES: u64 = 50;
 
-/// Synthetic clickstream: `n` events over `span` ending at `end`.
-fn fill(tables: &mut Tables, n: u64, span: Span, end: Timestamp) {
-    let start = end.as_nanos() - span.as_nanos();
-    let step = span.as_nanos() / n.max(1) as i64;
-    let stores: Vec<Str> = (0..STORES).map(|s| format!("st-{s:02}").into()).collect();
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for i in 0..n {
-        // xorshift: cheap, deterministic.
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let customer = x % 200_000;
-        let item: Str = format!("sku-{}", (x >> 20) % 5_000).into();
-        let items = vec![Item {
-            item_id: item,
-            item_name: None,
-            item_category: Some(
-                ["dairy", "bakery", "home", "garden"][(x >> 40) as usize % 4].into(),
-            ),
-            price: Some(Decimal::new(((x >> 8) % 10_000) as i64 + 100, 2)),
-            quantity: 1 + ((x >> 50) % 3) as u32,
-        }];
-        let kind = match x % 10 {
-            0..=3 => EventKind::ViewItem { items },
-            4 | 5 => EventKind::AddToCart(CartChange {
-                cart_id: Some(format!("cart-{customer}").into()),
-                currency: Some("CNY".into()),
-                items,
-            }),
-            _ => EventKind::PageView,
-        };
-        let e = Event {
-            message_id: format!("c-{i}").into(),
-            timestamp: Timestamp::from_nanos(start + i as i64 * step),
-            user_id: Some(format!("m-{customer}").into()),
-            anonymous_id: None,
-            channel: Some("app".into()),
-            store_id: Some(stores[(x >> 30) as usize % STORES as usize].clone()),
-            kind,
-        };
-        let key = e.user_id.clone().unwrap_or_default();
-        tables.append(Topic::Clickstream, &key, &e);
+/// 10-second cycles of rule evaluations the benchmark runs.
+const CYCLES: usize = 6;
+
+/// Synthetic clickstream, continued from one call to the next.
+struct Clicks {
+    stores: Vec<Str>,
+    x: u64,
+    i: u64,
+}
+
+impl Clicks {
+    fn new() -> Self {
+        Clicks {
+            stores: (0..STORES).map(|s| format!("st-{s:02}").into()).collect(),
+            x: 0x9e37_79b9_7f4a_7c15,
+            i: 0,
+        }
     }
-    tables.seal();
+
+    /// Appends `n` events spread over `span` ending at `end`, and seals them.
+    fn fill(&mut self, tables: &mut Tables, n: u64, span: Span, end: Timestamp) {
+        let start = end.as_nanos() - span.as_nanos();
+        let step = span.as_nanos() / n.max(1) as i64;
+        for k in 1..=n {
+            // xorshift: cheap, deterministic.
+            let mut x = self.x;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.x = x;
+            self.i += 1;
+            let customer = x % 200_000;
+            let item: Str = format!("sku-{}", (x >> 20) % 5_000).into();
+            let items = vec![Item {
+                item_id: item,
+                item_name: None,
+                item_category: Some(
+                    ["dairy", "bakery", "home", "garden"][(x >> 40) as usize % 4].into(),
+                ),
+                price: Some(Decimal::new(((x >> 8) % 10_000) as i64 + 100, 2)),
+                quantity: 1 + ((x >> 50) % 3) as u32,
+            }];
+            let kind = match x % 10 {
+                0..=3 => EventKind::ViewItem { items },
+                4 | 5 => EventKind::AddToCart(CartChange {
+                    cart_id: Some(format!("cart-{customer}").into()),
+                    currency: Some("CNY".into()),
+                    items,
+                }),
+                _ => EventKind::PageView,
+            };
+            let e = Event {
+                message_id: format!("c-{}", self.i).into(),
+                timestamp: Timestamp::from_nanos(start + k as i64 * step),
+                user_id: Some(format!("m-{customer}").into()),
+                anonymous_id: None,
+                channel: Some("app".into()),
+                store_id: Some(self.stores[(x >> 30) as usize % STORES as usize].clone()),
+                kind,
+            };
+            let key = e.user_id.clone().unwrap_or_default();
+            tables.append(Topic::Clickstream, &key, &e);
+        }
+        tables.seal();
+    }
 }
 
 fn cpu_time() -> Duration {
@@ -77,7 +101,7 @@ fn cpu_time() -> Duration {
 }
 
 /// Runs the SQL benchmark and prints its figures.
-pub async fn run(rows: u64, rules_dir: &Path) -> anyhow::Result<()> {
+pub async fn run(rows: u64, rules_dir: &Path, cache_bytes: usize) -> anyhow::Result<()> {
     let end = Timestamp::parse_rfc3339("2026-11-20T11:00:00Z").map_err(anyhow::Error::msg)?;
     let unlimited = Retention {
         age: Span::from_secs(86_400),
@@ -85,7 +109,7 @@ pub async fn run(rows: u64, rules_dir: &Path) -> anyhow::Result<()> {
     };
     let mut tables = Tables::new(unlimited);
     let started = Instant::now();
-    fill(&mut tables, rows, Span::from_secs(3600), end);
+    Clicks::new().fill(&mut tables, rows, Span::from_secs(3600), end);
     let took = started.elapsed().as_secs_f64();
     let (_, n, bytes) = tables
         .sizes()
@@ -128,7 +152,9 @@ pub async fn run(rows: u64, rules_dir: &Path) -> anyhow::Result<()> {
     drop(tables);
 
     // Rules: 20,000 events/s; the table holds what the default 1 GiB retention keeps of
-    // it (or an hour, whichever is less), and the rules run over that.
+    // it (or an hour, whichever is less). Each cycle is 10 s: 200,000 new events, then
+    // 20 rule evaluations (each rule in turn, each evaluation its own rule to the cache,
+    // so nothing is shared between them), as a service running 20 rules every 10 s.
     let rules: Vec<Rule> = files(rules_dir)
         .with_context(|| format!("reading {}", rules_dir.display()))?
         .iter()
@@ -142,47 +168,78 @@ pub async fn run(rows: u64, rules_dir: &Path) -> anyhow::Result<()> {
     let rate = 20_000u64;
     let held = keep.min(rate * 3600);
     let mut tables = Tables::new(Retention::default());
-    fill(
+    let mut clicks = Clicks::new();
+    clicks.fill(
         &mut tables,
         held,
         Span::from_secs((held / rate).max(1) as i64),
         end,
     );
-    let snapshot = tables.snapshot();
-    let cpu = cpu_time();
-    let wall = Instant::now();
-    let mut actions = 0;
-    let mut per_rule = vec![0.0f64; rules.len()];
-    for i in 0..20 {
-        let rule = &rules[i % rules.len()];
-        let started = cpu_time();
-        let engine = Engine::new(snapshot.clone(), Limits::default())
-            .with_clock(end)
-            .with_partitions(1);
-        let a = engine
-            .query(&rule.sql)
-            .await
-            .with_context(|| format!("rule {}", rule.name))?;
-        actions += a.rows();
-        per_rule[i % rules.len()] += (cpu_time() - started).as_secs_f64();
-    }
-    let cpu = (cpu_time() - cpu).as_secs_f64();
-    let runs = |i: usize| (20 - i).div_ceil(rules.len()).max(1) as f64;
-    let each: Vec<String> = rules
-        .iter()
-        .enumerate()
-        .map(|(i, r)| format!("{} {:.0} ms", r.name, per_rule[i] / runs(i) * 1e3))
-        .collect();
+    let cache = Arc::new(PartialCache::new(cache_bytes));
+    let mut clock = end;
+    let mut cycles = Vec::new();
     println!(
-        "  rules             20 evaluations of {} rules over {held} rows (what 20,000 events/s leaves in 1 GiB or 1 h): {:.2} s wall, {:.2} s CPU, {actions} rows; every 10 s that is {:.1} % of one core (target: under 25 %)",
-        rules.len(),
-        wall.elapsed().as_secs_f64(),
-        cpu,
-        cpu / 10.0 * 100.0
+        "  rules             20 evaluations of {} rules every 10 s over {held} rows (what 20,000 events/s leaves in 1 GiB or 1 h), 200,000 new rows each cycle:",
+        rules.len()
     );
+    for cycle in 1..=CYCLES {
+        if cycle > 1 {
+            clock = Timestamp::from_nanos(clock.as_nanos() + Span::from_secs(10).as_nanos());
+            clicks.fill(&mut tables, rate * 10, Span::from_secs(10), clock);
+        }
+        let snapshot = tables.snapshot();
+        let before = cache.stats();
+        let cpu = cpu_time();
+        let wall = Instant::now();
+        let mut actions = 0;
+        let mut per_rule = vec![0.0f64; rules.len()];
+        for i in 0..20 {
+            let rule = &rules[i % rules.len()];
+            let started = cpu_time();
+            let engine = Engine::new(snapshot.clone(), Limits::default())
+                .with_clock(clock)
+                .with_partitions(1)
+                .with_cache(cache.clone(), &format!("{}#{i}", rule.name));
+            let a = engine
+                .query(&rule.sql)
+                .await
+                .with_context(|| format!("rule {}", rule.name))?;
+            actions += a.rows();
+            per_rule[i % rules.len()] += (cpu_time() - started).as_secs_f64();
+        }
+        let cpu = (cpu_time() - cpu).as_secs_f64();
+        let after = cache.stats();
+        let runs = |i: usize| (20 - i).div_ceil(rules.len()).max(1) as f64;
+        let each: Vec<String> = rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("{} {:.0} ms", r.name, per_rule[i] / runs(i) * 1e3))
+            .collect();
+        println!(
+            "    cycle {cycle}         {:.2} s wall, {:.2} s CPU ({:.1} % of one core), {actions} rows; cache: {} batches kept, {} aggregated afresh, {:.0} MiB",
+            wall.elapsed().as_secs_f64(),
+            cpu,
+            cpu / 10.0 * 100.0,
+            after.hits - before.hits,
+            after.misses - before.misses,
+            after.bytes as f64 / (1 << 20) as f64,
+        );
+        println!(
+            "                    CPU per evaluation: {}",
+            each.join(", ")
+        );
+        cycles.push(cpu);
+    }
+    // The first cycle fills the cache and the second learns which descriptions repeat;
+    // from the third on, a service runs as it always will.
+    let mut steady = cycles[2..].to_vec();
+    steady.sort_by(f64::total_cmp);
+    let median = steady[steady.len() / 2];
     println!(
-        "                    CPU per evaluation: {}",
-        each.join(", ")
+        "  rules, steady     {:.2} s CPU per 10 s cycle (median of cycles 3-{CYCLES}): {:.1} % of one core (target: under 25 %); without the cache (cycle 1) {:.1} %",
+        median,
+        median / 10.0 * 100.0,
+        cycles[0] / 10.0 * 100.0
     );
     Ok(())
 }

@@ -17,9 +17,11 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, LogicalPlan, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
+use datafusion::physical_plan::collect;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use footfall_operators::time::Timestamp;
 
+use crate::cache::{self, PartialCache};
 use crate::live::LiveTables;
 use crate::retained::Snapshot;
 use crate::schema::Table;
@@ -125,6 +127,7 @@ pub struct Engine {
     limits: Limits,
     clock: Option<Timestamp>,
     partitions: usize,
+    cache: Option<(Arc<PartialCache>, String)>,
 }
 
 /// The only statements a query may be.
@@ -144,6 +147,7 @@ impl Engine {
             limits,
             clock: None,
             partitions: 2,
+            cache: None,
         }
     }
 
@@ -159,6 +163,13 @@ impl Engine {
     /// it they are empty.
     pub fn with_live(mut self, live: LiveTables) -> Self {
         self.live = Some(live);
+        self
+    }
+
+    /// Aggregates keep their partial states per sealed batch in `cache`, under `space`
+    /// (a rule's name): a rule that runs again aggregates only the batches new since.
+    pub fn with_cache(mut self, cache: Arc<PartialCache>, space: &str) -> Self {
+        self.cache = Some((cache, space.to_string()));
         self
     }
 
@@ -239,12 +250,29 @@ impl Engine {
                 .await
                 .map_err(QueryError::from_df)?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let batches = df.collect().await.map_err(QueryError::from_df)?;
+            let batches = match &self.cache {
+                None => df.collect().await,
+                Some((cache, space)) => {
+                    let task = Arc::new(df.task_ctx());
+                    match df.create_physical_plan().await {
+                        Ok(plan) => match cache::rewrite(plan, cache, space) {
+                            Ok(plan) => collect(plan, task).await,
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    }
+                }
+            }
+            .map_err(QueryError::from_df)?;
             Ok(Answer { schema, batches })
         };
-        tokio::time::timeout(limit, run)
+        let answer = tokio::time::timeout(limit, run)
             .await
-            .map_err(|_| QueryError::Timeout(limit))?
+            .map_err(|_| QueryError::Timeout(limit));
+        if let Some((cache, space)) = &self.cache {
+            cache.finish(space);
+        }
+        answer?
     }
 }
 

@@ -3,6 +3,7 @@
 //! `local_time`, `clock`), read-only queries with memory and time limits, and rules
 //! written in SQL.
 
+pub mod cache;
 pub mod duration;
 pub mod engine;
 pub mod format;

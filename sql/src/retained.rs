@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, BooleanArray, StringArray, TimestampNanosecondArray};
@@ -20,6 +21,7 @@ use footfall_operators::action::Action;
 use footfall_operators::event::{Event, Topic};
 use footfall_operators::time::{Span, Timestamp};
 
+use crate::cache::ChunkScan;
 use crate::rows::{BATCH_ROWS, Rows};
 use crate::schema::{Table, append, append_action};
 
@@ -44,6 +46,8 @@ impl Default for Retention {
 /// A sealed batch and its time range.
 #[derive(Clone, Debug)]
 pub struct Chunk {
+    /// Unique in the process: what the rules' cache knows the batch by.
+    pub id: u64,
     pub batch: RecordBatch,
     pub min: i64,
     pub max: i64,
@@ -54,7 +58,9 @@ impl Chunk {
     fn new(batch: RecordBatch, time_col: usize) -> Self {
         let (min, max) = time_range(&batch, time_col);
         let bytes = batch.get_array_memory_size();
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Chunk {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             batch,
             min,
             max,
@@ -327,17 +333,17 @@ impl fmt::Debug for Frozen {
 }
 
 impl Frozen {
-    fn time_name(&self) -> &str {
+    pub(crate) fn time_name(&self) -> &str {
         self.schema.field(self.time_col).name()
     }
 
     /// The batches whose time range may meet `filters`.
-    pub fn pruned(&self, filters: &[Expr]) -> Vec<RecordBatch> {
+    pub fn pruned(&self, filters: &[Expr]) -> Vec<Arc<Chunk>> {
         let (lo, hi) = bounds(self.time_name(), filters);
         self.chunks
             .iter()
             .filter(|c| c.max >= lo && c.min <= hi)
-            .map(|c| c.batch.clone())
+            .cloned()
             .collect()
     }
 }
@@ -436,7 +442,14 @@ impl TableProvider for Frozen {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        memory_scan(self.pruned(filters), &self.schema, projection, state)
+        Ok(Arc::new(ChunkScan::new(
+            self.pruned(filters),
+            None,
+            self.schema.clone(),
+            self.time_col,
+            projection,
+            state.config().target_partitions(),
+        )?))
     }
 }
 

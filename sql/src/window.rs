@@ -23,6 +23,7 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 
+use crate::cache::{ChunkScan, Transform};
 use crate::retained::{Frozen, Snapshot, memory_scan};
 use crate::rows::utc;
 use crate::schema::Table;
@@ -176,7 +177,7 @@ fn span(e: &Expr, name: &str) -> Result<i64> {
 }
 
 /// A table with windows assigned.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Windowed {
     base: Arc<Frozen>,
     time: usize,
@@ -326,19 +327,39 @@ impl TableProvider for Windowed {
         let out = match self.assign {
             // A session depends on its neighbours: no row may be pruned.
             Assign::Session { .. } => {
-                let all = self.base.pruned(&[]);
+                let all: Vec<RecordBatch> = self
+                    .base
+                    .pruned(&[])
+                    .iter()
+                    .map(|c| c.batch.clone())
+                    .collect();
                 if all.is_empty() {
                     Vec::new()
                 } else {
                     vec![self.sessions(&all)?]
                 }
             }
-            _ => self
-                .base
-                .pruned(filters)
-                .iter()
-                .map(|b| self.windows(b))
-                .collect::<Result<Vec<_>>>()?,
+            // Tumbling and hopping windows are a function of each batch: assigned as
+            // the scan reads it.
+            _ => {
+                let me = self.clone();
+                let transform: Transform = Arc::new(move |b| me.windows(b));
+                let time = self
+                    .schema
+                    .index_of(self.base.time_name())
+                    .unwrap_or(usize::MAX);
+                return Ok(Arc::new(ChunkScan::new(
+                    self.base.pruned(filters),
+                    Some((
+                        format!("{:?} on column {}", self.assign, self.time),
+                        transform,
+                    )),
+                    self.schema.clone(),
+                    time,
+                    projection,
+                    state.config().target_partitions(),
+                )?));
+            }
         };
         memory_scan(out, &self.schema, projection, state)
     }

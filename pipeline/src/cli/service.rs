@@ -31,7 +31,8 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
             cfg.sql.rule_failures_to_quarantine,
             limits,
         )
-        .with_state(cfg.transport.data_dir.join("rules-state.json")),
+        .with_state(cfg.transport.data_dir.join("rules-state.json"))
+        .with_cache(usize::try_from(cfg.sql.rule_cache_bytes).unwrap_or(usize::MAX)),
     );
     rules.reload().await;
     let priorities = rules.priorities();
