@@ -55,7 +55,7 @@ pub struct Chunk {
 }
 
 impl Chunk {
-    fn new(batch: RecordBatch, time_col: usize) -> Self {
+    pub(crate) fn new(batch: RecordBatch, time_col: usize) -> Self {
         let (min, max) = time_range(&batch, time_col);
         let bytes = batch.get_array_memory_size();
         static NEXT: AtomicU64 = AtomicU64::new(1);

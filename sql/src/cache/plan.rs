@@ -23,6 +23,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 
 use super::scan::ChunkScan;
 use super::store::PartialCache;
+use super::view::incremental;
 use crate::retained::Chunk;
 
 /// Makes the aggregates of `plan` that read sealed batches use `cache`'s part `space`.
@@ -32,6 +33,19 @@ pub fn rewrite(
     space: &str,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_down(|node| {
+        // A grouping with a `HAVING` filter right above it: only what passes is emitted.
+        if let Some(f) = node.downcast_ref::<FilterExec>()
+            && let Some(view) = incremental(f.input(), Some(f.predicate()), cache, space)?
+        {
+            let new = node.clone().replace_children(
+                vec![view],
+                ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+            )?;
+            return Ok(Transformed::new(new, true, TreeNodeRecursion::Jump));
+        }
+        if let Some(view) = incremental(&node, None, cache, space)? {
+            return Ok(Transformed::new(view, true, TreeNodeRecursion::Jump));
+        }
         let Some(agg) = node.downcast_ref::<AggregateExec>() else {
             return Ok(Transformed::no(node));
         };
@@ -116,14 +130,26 @@ fn cached(
 
 /// A comparison of the table's time column with a literal, in a filter under the
 /// aggregate: `col op value`.
-struct TimeBound {
+#[derive(Clone, Copy)]
+pub(super) struct TimeBound {
     op: Operator,
     value: i64,
 }
 
 impl TimeBound {
+    /// Whether no row of `c` passes.
+    pub(super) fn excludes(&self, c: &Chunk) -> bool {
+        match self.op {
+            Operator::Gt => c.max <= self.value,
+            Operator::GtEq => c.max < self.value,
+            Operator::Lt => c.min >= self.value,
+            Operator::LtEq => c.min > self.value,
+            _ => false,
+        }
+    }
+
     /// Whether every row of `chunk` passes.
-    fn holds(&self, c: &Chunk) -> bool {
+    pub(super) fn holds(&self, c: &Chunk) -> bool {
         match self.op {
             Operator::Gt => c.min > self.value,
             Operator::GtEq => c.min >= self.value,
@@ -161,7 +187,10 @@ fn chain(plan: &Arc<dyn ExecutionPlan>) -> Option<(&ChunkScan, Vec<TimeBound>)> 
 }
 
 /// `e` as a bound on the table's time column (of `input`'s rows).
-fn time_bound(e: &Arc<dyn PhysicalExpr>, input: &Arc<dyn ExecutionPlan>) -> Option<TimeBound> {
+pub(super) fn time_bound(
+    e: &Arc<dyn PhysicalExpr>,
+    input: &Arc<dyn ExecutionPlan>,
+) -> Option<TimeBound> {
     let b = e.downcast_ref::<BinaryExpr>()?;
     let (col, op, lit) = match (column(b.left()), literal(b.right())) {
         (Some(c), Some(v)) => (c, *b.op(), v),
@@ -223,7 +252,7 @@ fn is_time(plan: &Arc<dyn ExecutionPlan>, i: usize) -> bool {
 /// table's time column (which hold for every batch this description is used for): every node's
 /// name, display and expressions, literals included. `None` for a node whose result
 /// may depend on more than its input (a dynamic filter).
-fn describe(part: Arc<dyn ExecutionPlan>) -> Option<String> {
+pub(super) fn describe(part: Arc<dyn ExecutionPlan>) -> Option<String> {
     let mut out = String::new();
     let mut node = part;
     loop {

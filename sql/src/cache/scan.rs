@@ -112,7 +112,7 @@ impl ChunkScan {
 }
 
 /// The rows of one batch, as a scan with `transform` and `projection` yields them.
-fn read(
+pub(super) fn read(
     chunk: &Chunk,
     transform: Option<&(String, Transform)>,
     projection: &Option<Vec<usize>>,

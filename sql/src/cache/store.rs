@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+use super::view::View;
+
 /// Rows of partial aggregates observed before judging whether they reduce their input.
 const DENSE_AFTER_ROWS: u64 = 32_768;
 
@@ -33,6 +35,11 @@ pub(super) struct Space {
     pub(super) reduced: HashMap<Arc<str>, (u64, u64)>,
     /// Descriptions whose partials barely reduce their batches: not worth keeping.
     pub(super) dense: HashSet<Arc<str>>,
+    /// Groupings kept up to date between runs, their bytes, and whether this run used
+    /// them.
+    pub(super) views: HashMap<Arc<str>, (View, usize, bool)>,
+    /// Groupings too large for the budget: run as planned.
+    pub(super) unkept: HashSet<Arc<str>>,
 }
 
 pub(super) struct Entry {
@@ -104,6 +111,45 @@ impl PartialCache {
         s.bytes = s.bytes + bytes - old.map_or(0, |e| e.bytes);
     }
 
+    /// Takes out the grouping kept under `key`, if any, and says whether one is worth
+    /// building: a description the previous run used too, that fitted the budget.
+    pub(super) fn take_view(&self, space: &str, key: &Arc<str>) -> (Option<View>, bool) {
+        let mut s = self.state();
+        let sp = s.spaces.entry(space.to_string()).or_default();
+        sp.used_now.insert(key.clone());
+        let keep = sp.used_before.contains(key) && !sp.unkept.contains(key);
+        let taken = sp.views.remove(key);
+        let freed = taken.as_ref().map_or(0, |t| t.1);
+        s.bytes -= freed;
+        (taken.map(|t| t.0), keep)
+    }
+
+    /// Keeps `view` under `key` for the next run, if the budget allows; `reused`
+    /// batches were unchanged since the last run, `changed` had rows enter or leave.
+    pub(super) fn put_view(
+        &self,
+        space: &str,
+        key: &Arc<str>,
+        view: View,
+        reused: usize,
+        changed: usize,
+    ) {
+        let bytes = view.bytes();
+        let mut s = self.state();
+        s.hits += reused as u64;
+        s.misses += changed as u64;
+        let fits = s.bytes + bytes <= self.budget;
+        let Some(sp) = s.spaces.get_mut(space) else {
+            return;
+        };
+        if !fits {
+            sp.unkept.insert(key.clone());
+            return;
+        }
+        sp.views.insert(key.clone(), (view, bytes, true));
+        s.bytes += bytes;
+    }
+
     /// Notes that a partial aggregate of `key` turned a batch of `rows` rows into `out`.
     /// Past a quarter of their input, partials are not worth keeping: the final step
     /// merges nearly as many rows as a fresh run aggregates, and holding them costs
@@ -151,6 +197,13 @@ impl PartialCache {
             }
             keep
         });
+        sp.views.retain(|_, (_, bytes, used)| {
+            let keep = std::mem::take(used);
+            if !keep {
+                freed += *bytes;
+            }
+            keep
+        });
         sp.used_before = std::mem::take(&mut sp.used_now);
         s.bytes -= freed;
     }
@@ -163,6 +216,7 @@ impl PartialCache {
             let k = keep(name);
             if !k {
                 freed += sp.entries.values().map(|e| e.bytes).sum::<usize>();
+                freed += sp.views.values().map(|v| v.1).sum::<usize>();
             }
             k
         });
