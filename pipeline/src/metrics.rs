@@ -55,7 +55,7 @@ pub struct Metrics {
     /// `footfall_rule_cache_batches_total{source}`: batches whose partial aggregate a
     /// rule took from its cache (`kept`) or computed (`fresh`).
     pub rule_cache_batches: IntCounterVec,
-    /// `footfall_rule_cache_bytes`: partial aggregates the rules keep.
+    /// `footfall_rule_cache_bytes`: groups and partial aggregates the rules keep.
     pub rule_cache_bytes: IntGauge,
     /// `footfall_conversions_total{trigger,group}`: purchases credited to an action.
     pub conversions: IntCounterVec,
@@ -209,7 +209,7 @@ fn build() -> Metrics {
     );
     let rule_cache_bytes = IntGauge::new(
         "footfall_rule_cache_bytes",
-        "Bytes of partial aggregates the SQL rules keep between runs.",
+        "Bytes of kept groups and partial aggregates the SQL rules keep between runs.",
     )
     .expect("metric definition");
     let state_evicted = counter(

@@ -1,33 +1,36 @@
 //! Rules re-run every few seconds over retained tables that mostly did not change: only
-//! the batches sealed since the last run are new. This module keeps, per rule, the
-//! partial aggregate of every sealed batch, so a run aggregates only the new batches and
-//! merges the kept partials.
+//! the batches sealed since the last run are new, and only the rows the window's edge
+//! passed have left. This module keeps, per rule, what lets a run work on that change
+//! alone.
 //!
 //! How:
 //! - [`ChunkScan`] is the scan of a retained table (or of its tumbling or hopping
 //!   windows): it knows which sealed batch ([`Chunk`](crate::retained::Chunk)) each row comes from.
 //! - [`rewrite`] finds every aggregate whose input is filters and projections over such a
-//!   scan. An aggregate in one step (`Single`) is split into a partial and a final step,
-//!   as a parallel plan is. The partial step runs per batch inside `CachedPartial`,
-//!   which answers from [`PartialCache`] where it can.
-//! - A batch's partial aggregate is kept under what computes it: the aggregate's
-//!   expressions, the filters and projections, and the batch. A filter on the table's time
-//!   column that holds for the whole batch (`timestamp > clock() - INTERVAL '1 hour'` on a
-//!   batch inside that hour) is left out of that description: it changes every run with
-//!   the clock, yet the batch's rows are the same. A batch the time filter cuts through
-//!   is aggregated afresh and not kept.
-//! - An aggregate whose description changes every run (one with `clock()` inside it) is
-//!   never kept: a description is kept only once two runs in a row used it.
-//! - An aggregate whose partials keep more than a quarter of their batches' rows (a
-//!   grouping by customer and item, where most groups have one row) gains nothing: the
-//!   final step merges nearly as many rows as a fresh run aggregates. Once seen, it is
-//!   left in one step, as planned, and nothing of it is kept.
-//! - After each run of a rule, what the run did not use (batches that left the window or
-//!   the table) is dropped. The cache holds at most its byte budget; past it, batches are
-//!   aggregated afresh.
+//!   scan.
+//! - A grouping whose aggregates are counts and exact sums becomes an
+//!   `IncrementalAggregate` (`view`): its groups (`groups`) are kept between runs. A
+//!   run adds the rows that entered the window and subtracts the rows that left it (a
+//!   batch dropped from the table, rows the time filter now excludes); with a `HAVING`
+//!   filter right above, only the changed groups are tested again and only the passing
+//!   ones are emitted.
+//! - Any other aggregate in one step (`Single`) is split into a partial and a final
+//!   step, as a parallel plan is. The partial step runs per batch inside `CachedPartial`,
+//!   which answers from [`PartialCache`] where it can. A batch the time filter cuts
+//!   through is aggregated afresh and not kept. An aggregate whose partials keep more
+//!   than a quarter of their batches' rows gains nothing and is left in one step.
+//! - Both are kept under what computes them: the aggregate's expressions, the filters
+//!   and projections, literals included, except the filters' bounds on the table's time
+//!   column (`timestamp > clock() - INTERVAL '1 hour'`), which change every run with the
+//!   clock while the rows they select barely do. A description is kept only once two runs
+//!   in a row used it, so an aggregate with `clock()` inside it (whose description
+//!   changes every run) never is.
+//! - After each run of a rule, what the run did not use is dropped. The cache holds at
+//!   most its byte budget; past it, aggregates run as planned.
 //!
-//! The answer is the same as without the cache: the final step merges partial states,
-//! exactly as a parallel plan merges its partitions'.
+//! The answer is the same as without the cache: counts and integer or decimal sums are
+//! exact under subtraction, and the final step merges partial states exactly as a
+//! parallel plan merges its partitions'.
 
 mod groups;
 mod plan;
@@ -147,6 +150,13 @@ mod tests {
                  GROUP BY store_id, item_id HAVING sum(quantity) > 160 OR store_id = 'st-1'"
                     .to_string(),
             ),
+            // A grouping with no aggregate at all.
+            (
+                "distinct",
+                "SELECT DISTINCT store_id, item_id FROM clickstream \
+                 WHERE timestamp > clock() - INTERVAL '20 minutes' AND timestamp <= clock()"
+                    .to_string(),
+            ),
             // `max` cannot be subtracted from: its partials are kept per batch.
             (
                 "hop_max",
@@ -209,7 +219,7 @@ mod tests {
             .map(|(k, sp)| (k.as_str(), (sp.entries.len(), sp.views.len())))
             .collect();
         assert_eq!(sizes["clock_inside"], (0, 0), "{sizes:?}");
-        for name in ["browse", "anomaly", "hop", "mixed"] {
+        for name in ["browse", "anomaly", "hop", "mixed", "distinct"] {
             assert_eq!(sizes[name], (0, 1), "{name}: {sizes:?}");
         }
         assert!(
