@@ -224,13 +224,16 @@ impl Groups {
         self.garbage = 0;
     }
 
-    /// Gives back what growth left unused: kept between runs, the groups' spare
-    /// capacity would otherwise cost up to as much again as they hold.
+    /// Gives back what growth left unused, once it is more than the groups hold: kept
+    /// between runs, spare capacity would otherwise cost up to as much again as they
+    /// hold. What is left (half as much again) lets the next runs' new groups in
+    /// without growing again: shrinking to fit would have every run grow, and rehash,
+    /// everything.
     pub(super) fn shrink(&mut self) {
         fn fit<T>(v: &mut Vec<T>) {
             let len = v.len();
-            if v.capacity() > len + len / 4 + 4096 {
-                v.shrink_to(len + len / 8);
+            if v.capacity() > 2 * len + 4096 {
+                v.shrink_to(len + len / 2);
             }
         }
         fit(&mut self.arena);
@@ -251,9 +254,12 @@ impl Groups {
                 }
             }
         }
-        let (arena, spans) = (&self.arena, &self.spans);
-        self.table
-            .shrink_to(self.table.len(), |&g| xxh3_64(Self::key(arena, spans, g)));
+        let len = self.table.len();
+        if self.table.capacity() > 3 * len + 4096 {
+            let (arena, spans) = (&self.arena, &self.spans);
+            self.table
+                .shrink_to(len + len / 2, |&g| xxh3_64(Self::key(arena, spans, g)));
+        }
     }
 
     /// The key columns of `groups`.
