@@ -296,7 +296,22 @@ enum IdentityCommand {
     },
 }
 
+/// Turns transparent huge pages off for this process (and the processes it starts).
+///
+/// The allocator asks for huge pages on its regions, and the kernel then zeroes 2 MiB
+/// at the first touch of any byte of one: with the state's many small allocations
+/// spread over them, a replay of 2 million events had the kernel zero gigabytes, a
+/// fifth of its CPU. Without them it runs about 10 % faster and holds less memory.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     // The Fluvio client's own progress notes are noise at `info`.
     let level = match cli.command {
