@@ -35,9 +35,8 @@ pub(super) struct Space {
     pub(super) reduced: HashMap<Arc<str>, (u64, u64)>,
     /// Descriptions whose partials barely reduce their batches: not worth keeping.
     pub(super) dense: HashSet<Arc<str>>,
-    /// Groupings kept up to date between runs, their bytes, and whether this run used
-    /// them.
-    pub(super) views: HashMap<Arc<str>, (View, usize, bool)>,
+    /// Groupings kept up to date between runs, and their bytes.
+    pub(super) views: HashMap<Arc<str>, (View, usize)>,
     /// Groupings too large for the budget: run as planned.
     pub(super) unkept: HashSet<Arc<str>>,
 }
@@ -146,7 +145,7 @@ impl PartialCache {
             sp.unkept.insert(key.clone());
             return;
         }
-        sp.views.insert(key.clone(), (view, bytes, true));
+        sp.views.insert(key.clone(), (view, bytes));
         s.bytes += bytes;
     }
 
@@ -197,8 +196,9 @@ impl PartialCache {
             }
             keep
         });
-        sp.views.retain(|_, (_, bytes, used)| {
-            let keep = std::mem::take(used);
+        let used = &sp.used_now;
+        sp.views.retain(|key, (_, bytes)| {
+            let keep = used.contains(key);
             if !keep {
                 freed += *bytes;
             }

@@ -427,6 +427,19 @@ impl Inner {
         Ok(out)
     }
 
+    /// Reads `c` as the scan does, before projection, once, when first asked.
+    fn reader<'a>(&'a self, c: &'a Chunk) -> impl FnMut() -> Result<RecordBatch> + 'a {
+        let mut rows: Option<RecordBatch> = None;
+        move || {
+            let r = match &rows {
+                Some(r) => r.clone(),
+                None => read(c, self.scan.transform.as_ref(), &None)?,
+            };
+            rows = Some(r.clone());
+            Ok(r)
+        }
+    }
+
     /// The rows that entered the window since the last run, those that left it, and
     /// how many batches are unchanged: as the scan reads them, before projection.
     fn deltas(&self, view: &View) -> Result<(Vec<RecordBatch>, Vec<RecordBatch>, usize)> {
@@ -434,13 +447,7 @@ impl Inner {
         let mut now = HashSet::new();
         for c in &self.chunks {
             now.insert(c.id);
-            let mut rows: Option<RecordBatch> = None;
-            let mut read_once = || -> Result<RecordBatch> {
-                if rows.is_none() {
-                    rows = Some(read(c, self.scan.transform.as_ref(), &None)?);
-                }
-                Ok(rows.clone().expect("just read"))
-            };
+            let mut read_once = self.reader(c);
             let new = select(&self.bounds, c, &mut read_once)?;
             let old = match view.chunks.contains_key(&c.id) {
                 true => select(&view.bounds, c, &mut read_once)?,
@@ -458,13 +465,7 @@ impl Inner {
             if now.contains(id) {
                 continue;
             }
-            let mut rows: Option<RecordBatch> = None;
-            let mut read_once = || -> Result<RecordBatch> {
-                if rows.is_none() {
-                    rows = Some(read(c, self.scan.transform.as_ref(), &None)?);
-                }
-                Ok(rows.clone().expect("just read"))
-            };
+            let mut read_once = self.reader(c);
             let old = select(&view.bounds, c, &mut read_once)?;
             if !matches!(old, Selected::Nothing) {
                 let rows = read_once()?;
@@ -619,35 +620,8 @@ impl ExecutionPlan for Incremental {
         &self.0.properties
     }
 
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        // The aggregate and its input run inside.
-        Vec::new()
-    }
-
-    fn apply_expressions(
-        &self,
-        _: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
-    ) -> Result<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn replace_children(
-        self: Arc<Self>,
-        _: Vec<Arc<dyn ExecutionPlan>>,
-        _: ReplaceChildrenOptions,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.replace_children(
-            children,
-            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
-        )
-    }
+    // The aggregate and its input run inside.
+    leaf_plan!();
 
     fn execute(&self, _: usize, ctx: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let inner = self.0.clone();
