@@ -117,11 +117,12 @@ impl<T: Serialize + Send + Sync> StateImage for Image<T> {
         let mut buf = Vec::new();
         for (k, v) in &self.0 {
             buf.clear();
-            // Plain structs of strings, numbers and decimals always encode.
-            if let Ok(b) = postcard::to_extend(&**v, std::mem::take(&mut buf)) {
-                out(k, &b);
-                buf = b;
-            }
+            // Plain structs of strings, numbers and decimals always encode; one that
+            // did not would be a key missing from the checkpoint: better none at all.
+            let b = postcard::to_extend(&**v, std::mem::take(&mut buf))
+                .unwrap_or_else(|e| panic!("state of key {k:?} does not encode: {e}"));
+            out(k, &b);
+            buf = b;
         }
     }
 

@@ -387,6 +387,45 @@ fn build() -> Metrics {
     }
 }
 
+/// The counters of one `{trigger, <label>}` metric, each looked up once: prometheus's
+/// `with_label_values` hashes the labels and takes a lock on every call, and the policy
+/// tasks count every record they write.
+pub struct ByTrigger<P: prometheus::core::Atomic> {
+    vec: prometheus::core::GenericCounterVec<P>,
+    known: Vec<(String, &'static str, prometheus::core::GenericCounter<P>)>,
+}
+
+impl<P: prometheus::core::Atomic> ByTrigger<P> {
+    /// The counters of `vec`.
+    pub fn new(vec: &prometheus::core::GenericCounterVec<P>) -> Self {
+        ByTrigger {
+            vec: vec.clone(),
+            known: Vec::new(),
+        }
+    }
+
+    /// The counter of `trigger` and `label`.
+    pub fn get(
+        &mut self,
+        trigger: &str,
+        label: &'static str,
+    ) -> &prometheus::core::GenericCounter<P> {
+        let i = match self
+            .known
+            .iter()
+            .position(|(t, l, _)| *l == label && t == trigger)
+        {
+            Some(i) => i,
+            None => {
+                let c = self.vec.with_label_values(&[trigger, label]);
+                self.known.push((trigger.to_owned(), label, c));
+                self.known.len() - 1
+            }
+        };
+        &self.known[i].2
+    }
+}
+
 /// The process's metrics.
 pub fn get() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();

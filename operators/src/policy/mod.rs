@@ -188,7 +188,7 @@ impl Policy {
     pub fn live(&self) -> crate::live::Live {
         let mut out = crate::live::Live::default();
         for (key, c) in self.customers.iter() {
-            let given = |ch: &str| c.consent.iter().find(|(x, _)| x == ch).map(|(_, g)| *g);
+            let given = |ch: &str| c.consent.get(ch);
             out.consent.push(crate::live::ConsentRow {
                 customer_key: key.clone(),
                 push: given("push"),

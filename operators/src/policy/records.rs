@@ -99,7 +99,7 @@ pub enum Fact {
         /// The customer key.
         key: Str,
         /// Channels whose consent the profile states.
-        consent: Vec<(String, bool)>,
+        consent: super::consent::Consent,
         /// IANA zone.
         timezone: Option<Str>,
         /// Home store.
@@ -144,7 +144,7 @@ impl Fact {
                 consent: p
                     .consent
                     .as_ref()
-                    .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .map(|c| c.iter().map(|(k, v)| (k, *v)).collect())
                     .unwrap_or_default(),
                 timezone: p.timezone.clone(),
                 home_store: p.home_store_id.clone(),

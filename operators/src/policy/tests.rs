@@ -30,7 +30,7 @@ fn profile(customer: &str, at: &str, push: bool, tz: &str) -> Input {
         t(at),
         Fact::Profile {
             key: customer.into(),
-            consent: vec![("push".into(), push)],
+            consent: [("push", push)].into_iter().collect(),
             timezone: Some(tz.into()),
             home_store: None,
         },
@@ -336,7 +336,7 @@ fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
     let mut p = Policy::new(settings(0));
     let a = action("abandoned_cart", "m-1", "2026-11-20T10:00:00Z");
     let customer = Customer {
-        consent: vec![("push".into(), true)],
+        consent: [("push", true)].into_iter().collect(),
         ..Customer::default()
     };
     let id = xxhash_rust::xxh3::xxh3_128(a.action_id.as_bytes());

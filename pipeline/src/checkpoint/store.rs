@@ -171,6 +171,61 @@ impl std::io::Write for Parts {
     }
 }
 
+/// A writer that counts the bytes through it.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(b)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Encodes `file` straight into the local file `dest`, through a small buffer: no part
+/// of it is held in memory. It is written beside `dest` first (a name the store's
+/// listing skips) and renamed when complete, as the store's own uploads are.
+fn write_local(dest: &Path, file: File) -> Result<(Vec<SectionSize>, u64), CheckpointError> {
+    use std::io::Write;
+    let failed = |e: std::io::Error| CheckpointError::Encode(format!("{}: {e}", dest.display()));
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    let mut staged = dest.as_os_str().to_owned();
+    staged.push("#0");
+    let staged = PathBuf::from(staged);
+    let encoded = (|| {
+        let out = std::fs::File::create(&staged)?;
+        let out = Counted {
+            inner: std::io::BufWriter::with_capacity(1 << 20, out),
+            bytes: 0,
+        };
+        let (mut out, sizes) = match &file {
+            File::Sequencer(s) => format::encode_sequencer(s, out),
+            File::Worker(w) => format::encode_worker(w, out),
+        }
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        out.flush()?;
+        Ok((sizes, out.bytes))
+    })();
+    // The state is freed here, on this blocking thread, not on the runtime's.
+    drop(file);
+    match encoded.and_then(|done| std::fs::rename(&staged, dest).map(|()| done)) {
+        Ok(done) => Ok(done),
+        Err(e) => {
+            let _ = std::fs::remove_file(&staged);
+            Err(failed(e))
+        }
+    }
+}
+
 fn id_prefix(id: u64) -> String {
     format!("{id:012}")
 }
@@ -498,12 +553,19 @@ impl Store {
     /// Encodes `file` to `path`, a part at a time: encoding runs on a blocking thread
     /// (off the runtime's threads, which run the partitions) while the parts already
     /// encoded are uploaded, so a file is never whole in memory. A failed encode aborts
-    /// the upload. Returns the file's section sizes and its length.
+    /// the upload. A local store's file is written directly ([`write_local`]). Returns
+    /// the file's section sizes and its length.
     async fn stream(
         &self,
         path: &ObjPath,
         file: File,
     ) -> Result<(Vec<SectionSize>, u64), CheckpointError> {
+        if let Some(dir) = &self.local_dir {
+            let dest = dir.join(path.as_ref());
+            return tokio::task::spawn_blocking(move || write_local(&dest, file))
+                .await
+                .map_err(|e| CheckpointError::Encode(e.to_string()))?;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
         let encode = tokio::task::spawn_blocking(move || {
             let out = Parts {
@@ -529,7 +591,7 @@ impl Store {
             );
             while let Some(part) = rx.recv().await {
                 w.wait_for_capacity(2).await?;
-                w.write(&part);
+                w.put(part.into());
             }
             Ok::<_, object_store::Error>(w)
         };

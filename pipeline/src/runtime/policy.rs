@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::sink::Sinks;
 use super::stats::Stats;
 use crate::log::LogError;
-use crate::metrics;
+use crate::metrics::{self, ByTrigger};
+use prometheus::core::{AtomicF64, AtomicU64};
 
 /// What a worker sends a policy task.
 pub struct PolicyMsg {
@@ -92,6 +93,7 @@ pub async fn run(
         stash: VecDeque::new(),
         out: Output::default(),
         held: 0,
+        counters: Counters::new(),
         buf: Vec::with_capacity(4096),
         sinks,
         stats,
@@ -138,6 +140,26 @@ pub async fn run(
     Ok(policy)
 }
 
+/// The counters a policy task adds to, per trigger.
+struct Counters {
+    actions: ByTrigger<AtomicU64>,
+    suppressed: ByTrigger<AtomicU64>,
+    conversions: ByTrigger<AtomicU64>,
+    value: ByTrigger<AtomicF64>,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let m = metrics::get();
+        Counters {
+            actions: ByTrigger::new(&m.actions),
+            suppressed: ByTrigger::new(&m.suppressed),
+            conversions: ByTrigger::new(&m.conversions),
+            value: ByTrigger::new(&m.conversion_value),
+        }
+    }
+}
+
 struct Task {
     progress: Vec<Timestamp>,
     seq: Vec<u64>,
@@ -147,6 +169,7 @@ struct Task {
     out: Output,
     /// Actions held, as last added to `footfall_actions_held`.
     held: i64,
+    counters: Counters,
     buf: Vec<u8>,
     sinks: Arc<Sinks>,
     stats: Arc<Stats>,
@@ -209,16 +232,18 @@ impl Task {
             self.sinks.write_actions(&mut out.written, &mut self.buf)?;
             out.written.retain(|a| a.emitted_at.is_some());
             for a in &out.written {
-                m.actions
-                    .with_label_values(&[a.trigger.as_str(), a.group.as_str()])
+                self.counters
+                    .actions
+                    .get(&a.trigger, a.group.as_str())
                     .inc();
             }
             self.stats.actions(&out.written, &[]);
         }
         for s in &mut out.suppressed {
             s.action.emitted_at = Some(now);
-            m.suppressed
-                .with_label_values(&[s.action.trigger.as_str(), s.reason.as_str()])
+            self.counters
+                .suppressed
+                .get(&s.action.trigger, s.reason.as_str())
                 .inc();
         }
         self.stats.suppressed(&out.suppressed);
@@ -230,13 +255,10 @@ impl Task {
             .write_records(OutputTopic::Suppressions, records, &mut self.buf)?;
         self.sinks.record_suppressions(&out.suppressed);
         for c in &out.conversions {
-            m.conversions
-                .with_label_values(&[c.trigger.as_str(), c.group.as_str()])
-                .inc();
+            let group = c.group.as_str();
+            self.counters.conversions.get(&c.trigger, group).inc();
             let value = c.value.try_into().unwrap_or(0.0f64);
-            m.conversion_value
-                .with_label_values(&[c.trigger.as_str(), c.group.as_str()])
-                .inc_by(value);
+            self.counters.value.get(&c.trigger, group).inc_by(value);
         }
         let records = out
             .conversions
