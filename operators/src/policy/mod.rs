@@ -19,6 +19,7 @@
 //! that no input before an instant is still to come. So the outcome does not depend on
 //! how the workers' messages interleave.
 
+mod agenda;
 pub mod arbitration;
 pub mod consent;
 pub mod dedupe;
@@ -47,6 +48,7 @@ pub use holdout::{Holdout, holdout_bucket};
 pub use lift::Conversion;
 pub use records::{Fact, Input, Output, Reason, Suppression};
 
+use agenda::Agenda;
 use consent::Consent;
 use dedupe::Seen;
 use erased::Erased;
@@ -157,7 +159,7 @@ pub struct Policy {
     customers: KeyedState<Customer>,
     stores: FxHashMap<Str, Str>,
     erased: Erased,
-    agenda: BTreeMap<Order, Entry>,
+    agenda: Agenda,
     windows: FxHashMap<(Str, i64), Vec<Action>>,
     seen: Seen,
     /// Actions in `windows` and releases in `agenda`: what [`held`](Self::held) reports.
@@ -175,7 +177,7 @@ impl Policy {
             customers: KeyedState::default(),
             stores: FxHashMap::default(),
             erased: Erased::default(),
-            agenda: BTreeMap::new(),
+            agenda: Agenda::default(),
             windows: FxHashMap::default(),
             seen: Seen::default(),
             held: 0,
@@ -242,17 +244,14 @@ impl Policy {
     }
 
     fn run(&mut self, to: Timestamp, inclusive: bool, out: &mut Output) {
-        while let Some(first) = self.agenda.first_entry() {
-            let (at, rank, ..) = *first.key();
-            let due = if rank == CLOSE || inclusive {
+        let due = |&(at, rank, ..): &Order| {
+            if rank == CLOSE || inclusive {
                 at <= to
             } else {
                 at < to
-            };
-            if !due {
-                break;
             }
-            let entry = first.remove();
+        };
+        while let Some(((at, ..), entry)) = self.agenda.pop_if(due) {
             if matches!(entry, Entry::Release(_)) {
                 self.held -= 1;
             }
@@ -313,7 +312,13 @@ impl Policy {
                 value,
                 currency,
             } => {
-                if let Some(c) = self.customers.get_mut(&key) {
+                // Most purchases follow no action: look before taking the customer to
+                // change (which copies it while a checkpoint still shares it).
+                let touched = self
+                    .customers
+                    .get(&key)
+                    .is_some_and(|c| !c.latest.is_empty());
+                if touched && let Some(c) = self.customers.get_mut(&key) {
                     let purchase = lift::Purchase {
                         customer: &key,
                         transaction_id: &transaction_id,
@@ -345,7 +350,7 @@ impl Policy {
             self.held -= held.len();
             false
         });
-        self.agenda.retain(|_, e| {
+        self.agenda.retain(|e| {
             let names = match e {
                 Entry::Action(a) | Entry::Release(a) => a.customer_id.as_deref() == Some(key),
                 Entry::Close { customer, .. } => customer == key,
