@@ -14,6 +14,7 @@
 //! `manifest.json` last: a checkpoint without its manifest, or whose files do not match
 //! it, is never loaded, and the next older complete one is used instead.
 
+mod files;
 mod format;
 mod reshard;
 mod store;

@@ -14,10 +14,11 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
+use super::files::{self, File};
 use super::format::{self, CheckpointData, SectionSize};
 
 /// A checkpoint store that cannot be used.
@@ -125,105 +126,6 @@ pub struct Store {
     pub location: String,
     /// The process of a shared pipeline writing: (index, count).
     share: (u32, u32),
-}
-
-/// The size of the parts a checkpoint file is uploaded in (S3 wants at least 5 MiB).
-const PART_BYTES: usize = 8 << 20;
-
-/// A checkpoint file's content, owned by the thread encoding it.
-enum File {
-    Sequencer(super::SequencerState),
-    Worker(footfall_operators::worker::Snapshot),
-}
-
-/// An encoder's output: full parts go to the upload as they fill.
-struct Parts {
-    buf: Vec<u8>,
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    bytes: u64,
-}
-
-impl Parts {
-    /// Hands what is buffered to the upload.
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_BYTES));
-        self.tx
-            .blocking_send(part)
-            .map_err(|_| std::io::Error::other("the checkpoint upload stopped"))
-    }
-}
-
-impl std::io::Write for Parts {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        self.bytes += b.len() as u64;
-        if self.buf.len() >= PART_BYTES {
-            self.send()?;
-        }
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A writer that counts the bytes through it.
-struct Counted<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: std::io::Write> std::io::Write for Counted<W> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(b)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Encodes `file` straight into the local file `dest`, through a small buffer: no part
-/// of it is held in memory. It is written beside `dest` first (a name the store's
-/// listing skips) and renamed when complete, as the store's own uploads are.
-fn write_local(dest: &Path, file: File) -> Result<(Vec<SectionSize>, u64), CheckpointError> {
-    use std::io::Write;
-    let failed = |e: std::io::Error| CheckpointError::Encode(format!("{}: {e}", dest.display()));
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(failed)?;
-    }
-    let mut staged = dest.as_os_str().to_owned();
-    staged.push("#0");
-    let staged = PathBuf::from(staged);
-    let encoded = (|| {
-        let out = std::fs::File::create(&staged)?;
-        let out = Counted {
-            inner: std::io::BufWriter::with_capacity(1 << 20, out),
-            bytes: 0,
-        };
-        let (mut out, sizes) = match &file {
-            File::Sequencer(s) => format::encode_sequencer(s, out),
-            File::Worker(w) => format::encode_worker(w, out),
-        }
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-        out.flush()?;
-        Ok((sizes, out.bytes))
-    })();
-    // The state is freed here, on this blocking thread, not on the runtime's.
-    drop(file);
-    match encoded.and_then(|done| std::fs::rename(&staged, dest).map(|()| done)) {
-        Ok(done) => Ok(done),
-        Err(e) => {
-            let _ = std::fs::remove_file(&staged);
-            Err(failed(e))
-        }
-    }
 }
 
 fn id_prefix(id: u64) -> String {
@@ -517,7 +419,9 @@ impl Store {
         // state does not wait for another's to be written.
         let streams = files.into_iter().map(|(name, file)| async {
             let path = ObjPath::from(format!("{prefix}/{name}"));
-            self.stream(&path, file).await.map(|done| (name, done))
+            files::stream(&*self.inner, self.local_dir.as_deref(), &path, file)
+                .await
+                .map(|done| (name, done))
         });
         let mut sizes: Vec<SectionSize> = Vec::new();
         let mut entries = Vec::new();
@@ -548,68 +452,6 @@ impl Store {
             bytes: total,
             sections: sizes,
         })
-    }
-
-    /// Encodes `file` to `path`, a part at a time: encoding runs on a blocking thread
-    /// (off the runtime's threads, which run the partitions) while the parts already
-    /// encoded are uploaded, so a file is never whole in memory. A failed encode aborts
-    /// the upload. A local store's file is written directly ([`write_local`]). Returns
-    /// the file's section sizes and its length.
-    async fn stream(
-        &self,
-        path: &ObjPath,
-        file: File,
-    ) -> Result<(Vec<SectionSize>, u64), CheckpointError> {
-        if let Some(dir) = &self.local_dir {
-            let dest = dir.join(path.as_ref());
-            return tokio::task::spawn_blocking(move || write_local(&dest, file))
-                .await
-                .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-        }
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-        let encode = tokio::task::spawn_blocking(move || {
-            let out = Parts {
-                buf: Vec::with_capacity(PART_BYTES),
-                tx,
-                bytes: 0,
-            };
-            let (mut out, sizes) = match &file {
-                File::Sequencer(s) => format::encode_sequencer(s, out),
-                File::Worker(w) => format::encode_worker(w, out),
-            }
-            .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-            out.send()
-                .map_err(|e| CheckpointError::Encode(e.to_string()))?;
-            // The state is freed here, on this thread, not on the runtime's.
-            drop(file);
-            Ok::<_, CheckpointError>((sizes, out.bytes))
-        });
-        let upload = async {
-            let mut w = WriteMultipart::new_with_chunk_size(
-                self.inner.put_multipart(path).await?,
-                PART_BYTES,
-            );
-            while let Some(part) = rx.recv().await {
-                w.wait_for_capacity(2).await?;
-                w.put(part.into());
-            }
-            Ok::<_, object_store::Error>(w)
-        };
-        let (encoded, uploaded) = tokio::join!(encode, upload);
-        let encoded = encoded
-            .map_err(|e| CheckpointError::Encode(e.to_string()))
-            .and_then(|r| r);
-        match (encoded, uploaded) {
-            (Ok(done), Ok(w)) => {
-                w.finish().await?;
-                Ok(done)
-            }
-            (Err(e), Ok(w)) => {
-                let _ = w.abort().await;
-                Err(e)
-            }
-            (_, Err(e)) => Err(e.into()),
-        }
     }
 
     /// Deletes all but the newest `keep` checkpoints (and any older incomplete ones).
@@ -701,7 +543,7 @@ mod tests {
         use footfall_operators::state::EncodedState;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap(), 3, &BTreeMap::new()).unwrap();
-        // About 30 MiB of state: several upload parts and many record batches.
+        // About 30 MiB of state: more than three upload parts, many record batches.
         let rows: Vec<(_, Vec<u8>)> = (0..30_000u32)
             .map(|i| (format!("m-{i}").into(), vec![(i % 251) as u8; 1024]))
             .collect();
@@ -711,7 +553,11 @@ mod tests {
             Box::new(EncodedState(rows.clone())),
         )];
         let written = store.write(1, d, Vec::new()).await.unwrap();
-        assert!(written.bytes > 3 * PART_BYTES as u64, "{}", written.bytes);
+        assert!(
+            written.bytes > 3 * files::PART_BYTES as u64,
+            "{}",
+            written.bytes
+        );
         let (m, back) = store.load_newest().await.unwrap().unwrap();
         let file = dir.path().join("000000000001/worker-1.arrow");
         let listed = m.files.iter().find(|f| f.name == "worker-1.arrow").unwrap();
