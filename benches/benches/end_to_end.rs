@@ -25,6 +25,7 @@ fn bench(c: &mut Criterion) {
                     rate: None,
                     seed: 1,
                     open_carts: false,
+                    without_policies: false,
                 };
                 let r = rt
                     .block_on(run(&Config::default(), dir.path(), &p))

@@ -26,6 +26,9 @@ pub struct BenchParams {
     pub seed: u64,
     /// The memory workload: one open cart per customer instead of browsing sessions.
     pub open_carts: bool,
+    /// No delivery policies and no identity graph: the baseline their cost is measured
+    /// against (see [`crate::runtime::RunOptions::without_policies`]).
+    pub without_policies: bool,
 }
 
 /// The figures.
@@ -37,6 +40,8 @@ pub struct BenchReport {
     pub write_secs: f64,
     /// Seconds to replay them.
     pub replay_secs: f64,
+    /// CPU seconds (user and system, every thread) the replay took.
+    pub cpu_secs: f64,
     /// Events read per second of replay.
     pub events_per_sec: f64,
     /// Events read per second of processing: the replay without the checkpoint at its
@@ -63,6 +68,46 @@ pub struct BenchReport {
     pub checkpoints: CheckpointStats,
 }
 
+/// One replay's figures, as a `--policy-cost` round's child process reports them.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Figures {
+    /// Events read.
+    pub events: u64,
+    /// Wall seconds.
+    pub replay_secs: f64,
+    /// CPU seconds.
+    pub cpu_secs: f64,
+    /// Actions written.
+    pub actions: u64,
+}
+
+impl BenchReport {
+    /// The figures a `--policy-cost` round compares.
+    pub fn figures(&self) -> Figures {
+        Figures {
+            events: (self.events_per_sec * self.replay_secs).round() as u64,
+            replay_secs: self.replay_secs,
+            cpu_secs: self.cpu_secs,
+            actions: self.actions,
+        }
+    }
+}
+
+/// CPU seconds this process has used so far, all threads, user and system (Linux and
+/// other Unix).
+pub fn cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return 0.0;
+        }
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 /// Resident and peak resident memory of this process, from `/proc/self/status`.
 pub fn memory() -> (Option<u64>, Option<u64>) {
     let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
@@ -79,7 +124,7 @@ pub fn memory() -> (Option<u64>, Option<u64>) {
 }
 
 /// The benchmark's input, written.
-#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Prepared {
     /// Records written.
     pub records: u64,
@@ -135,6 +180,7 @@ pub async fn measure(
 ) -> Result<BenchReport, RuntimeError> {
     let log = Log::open(dir, cfg.log.clone())?;
     let (_stop, shutdown) = watch::channel(false);
+    let cpu_before = cpu_secs();
     let summary = runtime::run(
         cfg,
         &log,
@@ -153,15 +199,18 @@ pub async fn measure(
             sql: None,
             rule_actions: None,
             rule_priorities: None,
+            without_policies: p.without_policies,
         },
     )
     .await?;
+    let cpu = cpu_secs() - cpu_before;
     let (rss, peak) = (summary.rss_bytes, memory().1);
     let replay_secs = summary.elapsed.as_secs_f64();
     Ok(BenchReport {
         records: prepared.records,
         write_secs: prepared.write_secs,
         replay_secs,
+        cpu_secs: cpu,
         events_per_sec: summary.stats.total_read() as f64 / replay_secs.max(1e-9),
         processing_events_per_sec: summary.stats.total_read() as f64
             / summary.processing.as_secs_f64().max(1e-9),

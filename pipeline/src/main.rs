@@ -2,10 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use footfall_operators::time::Timestamp;
-use footfall_pipeline::bench;
 use footfall_pipeline::config::Config;
 use footfall_pipeline::generate::{self, Params};
 use footfall_pipeline::log::Log;
@@ -218,43 +217,7 @@ enum Command {
         config: PathBuf,
     },
     /// End-to-end benchmark: generate, write to the log, replay, and report.
-    Bench {
-        /// Events to generate.
-        #[arg(long, default_value_t = 2_000_000)]
-        events: u64,
-        /// Customers (default: one per 20 events).
-        #[arg(long)]
-        customers: Option<u64>,
-        /// Pace the sources to this many events a second (for latency).
-        #[arg(long)]
-        rate: Option<f64>,
-        /// Generator seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Config file.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Directory for the log (default: a temporary one, removed afterwards).
-        #[arg(long)]
-        data_dir: Option<PathBuf>,
-        /// Memory workload: one open cart per customer (`--customers`, default `--events`).
-        #[arg(long)]
-        open_carts: bool,
-        /// SQL workload: the retained tables' bytes a row, a tumbling aggregate over
-        /// `--sql-rows` clickstream rows, and the cost of the rules in `--rules`.
-        #[arg(long)]
-        sql: bool,
-        /// Clickstream rows for `--sql`.
-        #[arg(long, default_value_t = 5_000_000)]
-        sql_rows: u64,
-        /// Rules directory for `--sql`.
-        #[arg(long, default_value = "deploy/rules")]
-        rules: PathBuf,
-        /// Only generate and write the input into --data-dir, then print what was written
-        /// (the measuring process runs this in a child).
-        #[arg(long, hide = true)]
-        prepare_only: bool,
-    },
+    Bench(cli::bench::BenchArgs),
 }
 
 /// How `footfall sql` prints rows.
@@ -509,142 +472,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
             println!("{}: ok", config.display());
             Ok(())
         }
-        Command::Bench {
-            events,
-            customers,
-            rate,
-            seed,
-            config,
-            data_dir,
-            open_carts,
-            sql,
-            sql_rows,
-            rules,
-            prepare_only,
-        } => {
-            let cfg = load_config(config.as_deref(), None)?;
-            if sql {
-                let cache = usize::try_from(cfg.sql.rule_cache_bytes).unwrap_or(usize::MAX);
-                return footfall_pipeline::sqlbench::run(sql_rows, &rules, cache).await;
-            }
-            let tmp;
-            let dir = match data_dir {
-                Some(d) => d,
-                None => {
-                    tmp = tempfile_dir()?;
-                    tmp.0.clone()
-                }
-            };
-            let p = bench::BenchParams {
-                events,
-                customers,
-                rate,
-                seed,
-                open_carts,
-            };
-            if prepare_only {
-                let prepared = bench::prepare(&cfg, &dir, &p)?;
-                println!("{}", serde_json::to_string(&prepared)?);
-                return Ok(());
-            }
-            eprintln!("bench: generating about {events} events ...");
-            let prepared = if open_carts {
-                bench::prepare(&cfg, &dir, &p)?
-            } else {
-                // In a child process: generating gigabytes of input in this one and freeing
-                // it would leave the measured replay in a state no production process is in.
-                let mut child = std::process::Command::new(std::env::current_exe()?);
-                child
-                    .args(["bench", "--prepare-only", "--data-dir"])
-                    .arg(&dir);
-                child.args(["--events", &events.to_string(), "--seed", &seed.to_string()]);
-                if let Some(c) = customers {
-                    child.args(["--customers", &c.to_string()]);
-                }
-                if let Some(c) = &config {
-                    child.arg("--config").arg(c);
-                }
-                let out = child.stderr(std::process::Stdio::inherit()).output()?;
-                if !out.status.success() {
-                    bail!("generating the bench input failed ({})", out.status);
-                }
-                serde_json::from_slice(&out.stdout).context("reading the bench input summary")?
-            };
-            let r = bench::measure(&cfg, &dir, &p, prepared).await?;
-            let mb = |b: Option<u64>| {
-                b.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0))
-            };
-            let us = |v: Option<u32>| {
-                v.map_or("n/a".into(), |v| format!("{:.3} ms", f64::from(v) / 1000.0))
-            };
-            println!(
-                "footfall bench (release build recommended; {} cores)",
-                std::thread::available_parallelism().map_or(0, |n| n.get())
-            );
-            println!("  records           {}", r.records);
-            println!(
-                "  write to log      {:.2} s ({:.0} records/s)",
-                r.write_secs,
-                r.records as f64 / r.write_secs.max(1e-9)
-            );
-            println!("  replay            {:.2} s", r.replay_secs);
-            println!(
-                "  throughput        {:.0} events/s end to end (decode → operators → encode → log)",
-                r.events_per_sec
-            );
-            println!(
-                "  while processing  {:.0} events/s ({:.2} s of the replay is the final checkpoint and stop)",
-                r.processing_events_per_sec, r.stop_secs
-            );
-            if let Some(rate) = rate {
-                println!("  paced at          {rate:.0} events/s");
-            }
-            println!("  actions           {}", r.actions);
-            println!("  latency p50       {}", us(r.p50_us));
-            println!("  latency p99       {}", us(r.p99_us));
-            match r.checkpointing_p99_us {
-                (_, 0) => {}
-                (p99, n) => println!(
-                    "  latency p99       {} over the {n} actions written during checkpoints",
-                    us(p99)
-                ),
-            }
-            println!("  keys with state   {}", r.state_keys);
-            println!(
-                "  memory            {} resident with state held, {} peak",
-                mb(r.rss_bytes),
-                mb(r.peak_rss_bytes)
-            );
-            let c = r.checkpoints;
-            if c.count == 0 {
-                println!("  checkpoints       none");
-            } else {
-                println!(
-                    "  checkpoints       {} written, longest {:.3} s, longest pause {:.1} ms, last {}",
-                    c.count,
-                    c.max_us as f64 / 1e6,
-                    c.max_stall_us as f64 / 1e3,
-                    mb(Some(c.last_bytes))
-                );
-            }
-            Ok(())
-        }
+        Command::Bench(b) => b.run().await,
     }
-}
-
-/// A temporary directory removed on drop.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> anyhow::Result<TempDir> {
-    let base = std::env::temp_dir().join(format!("footfall-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
-    Ok(TempDir(base))
 }
 
 fn parse_time(flag: &str, s: &str) -> anyhow::Result<Timestamp> {

@@ -1,6 +1,6 @@
 //! The command line: help, validate, produce/consume.
 
-use crate::support::{data, footfall, footfall_ok, path};
+use crate::support::{consume, data, footfall, footfall_ok, path};
 
 #[test]
 fn every_subcommand_has_help() {
@@ -177,4 +177,71 @@ fn fit_churn_reproduces_the_published_cdnow_fit_and_reads_transactions() {
 
     let neither = footfall(&["fit-churn"], None);
     assert!(!neither.status.success());
+}
+
+#[test]
+fn bench_measures_the_policies_against_a_replay_without_them() {
+    // The baseline really goes without: every action its triggers make is written, none
+    // suppressed, none held out.
+    let dir = tempfile::tempdir().unwrap();
+    let out = footfall_ok(
+        &[
+            "bench",
+            "--events",
+            "20000",
+            "--without-policies",
+            "--data-dir",
+            path(dir.path()),
+        ],
+        None,
+    );
+    assert!(out.contains("policies          none"), "{out}");
+    let notifications = consume(dir.path(), "notifications");
+    assert!(!notifications.is_empty(), "{out}");
+    assert!(
+        notifications.iter().all(|n| n["group"] == "treatment"),
+        "no holdout without the policies"
+    );
+    assert!(consume(dir.path(), "suppressions").is_empty());
+
+    let out = footfall_ok(
+        &[
+            "bench",
+            "--events",
+            "20000",
+            "--policy-cost",
+            "--rounds",
+            "1",
+        ],
+        None,
+    );
+    let figure = |prefix: &str, after: &str| -> u64 {
+        let line = out
+            .lines()
+            .find(|l| l.contains(prefix))
+            .unwrap_or_else(|| panic!("{out}"));
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        let n: String = rest
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .collect();
+        n.replace(',', "")
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    assert!(out.contains("policies and identity add"), "{out}");
+    // The demo customers' consent suppresses some of what the triggers make.
+    let with = figure("actions written:", "actions written:");
+    let without = figure("actions written:", "with (after the policies),");
+    assert!(0 < with && with < without, "{out}");
+    let round = out
+        .lines()
+        .find(|l| l.starts_with("  1 "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(
+        round.matches(" s CPU ").count(),
+        2,
+        "both replays' figures: {out}"
+    );
 }

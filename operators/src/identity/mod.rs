@@ -136,16 +136,7 @@ impl Identity {
     /// Resolves the key of an event of `topic`; an `identify` also records its link.
     pub fn resolve(&mut self, topic: Topic, ev: &Event) -> Resolved {
         if topic.keyed_by_store() {
-            let key = match (&ev.store_id, &ev.kind) {
-                (Some(s), _) => s.clone(),
-                (None, EventKind::Weather(w)) => w.region.clone().unwrap_or_default(),
-                (None, _) => Str::default(),
-            };
-            return Resolved {
-                key,
-                merge: None,
-                erased: false,
-            };
+            return Self::unlinked(topic, ev);
         }
         let user = self.valid(IdType::UserId, ev.user_id.as_ref());
         let anon = self.valid(IdType::AnonymousId, ev.anonymous_id.as_ref());
@@ -192,6 +183,31 @@ impl Identity {
             erased: self.is_erased(&key),
             key,
             merge: None,
+        }
+    }
+
+    /// The key of an event taken at its word, without the graph: its store (or weather
+    /// region), else its `user_id`, else its device. No link, merge, erasure or check
+    /// of placeholder ids: the baseline that `footfall bench --policy-cost` measures
+    /// the graph against.
+    pub fn unlinked(topic: Topic, ev: &Event) -> Resolved {
+        let key = if topic.keyed_by_store() {
+            match (&ev.store_id, &ev.kind) {
+                (Some(s), _) => s.clone(),
+                (None, EventKind::Weather(w)) => w.region.clone().unwrap_or_default(),
+                (None, _) => Str::default(),
+            }
+        } else {
+            match (&ev.user_id, &ev.anonymous_id) {
+                (Some(u), _) if !u.is_empty() => u.clone(),
+                (_, Some(a)) if !a.is_empty() => self::anon(a),
+                _ => Str::default(),
+            }
+        };
+        Resolved {
+            key,
+            merge: None,
+            erased: false,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `footfall` subcommands that are more than a call into the library.
 
+pub mod bench;
 pub mod checkpoint;
 pub mod churn;
 pub mod demo;

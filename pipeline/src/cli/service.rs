@@ -76,6 +76,7 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
             // Rules arbitrate with their running version's priority unless
             // [policy.priority] names them.
             rule_priorities: Some(priorities),
+            without_policies: false,
         },
     )
     .await;

@@ -67,6 +67,11 @@ pub struct RunOptions {
     pub rule_actions: Option<mpsc::Receiver<Vec<footfall_operators::action::Action>>>,
     /// SQL rules' priorities as they change, for arbitration (with `rule_actions`).
     pub rule_priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
+    /// Measuring only, never for customers: no delivery policies and no identity graph.
+    /// Customer-facing actions go straight to `notifications` and events are keyed by
+    /// their own ids: the baseline `footfall bench --policy-cost` measures the two
+    /// against.
+    pub without_policies: bool,
 }
 
 /// What a run did.
@@ -134,6 +139,7 @@ pub async fn replay(
         sql: None,
         rule_actions: None,
         rule_priorities: None,
+        without_policies: false,
     };
     run(cfg, log, opts).await
 }
@@ -276,8 +282,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 .position(|(name, _)| name == checkpointer::POLICY)?;
             Some(d.workers[i].operators.remove(at).1)
         });
-        if !share.owns(i as u32) {
-            // Another process runs this partition's policies.
+        if !share.owns(i as u32) || opts.without_policies {
+            // Another process runs this partition's policies (or none does).
             policy_txs.push(None);
             continue;
         }
@@ -319,6 +325,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             me: i as u32,
             tasks: policy_txs.clone(),
             sent: vec![Timestamp::MIN; n as usize],
+            direct: opts.without_policies,
         };
         let retain = opts
             .sql
@@ -366,6 +373,9 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             .with_sales(wanted.union(sale) == wanted)
             .with_link_any_event(cfg.identity.link_any_event)
             .with_share(share);
+    if opts.without_policies {
+        seq = seq.without_identity();
+    }
     if let (Some(m), Some(d)) = (&manifest, &data) {
         seq.restore(&d.sequencer, held);
         let secs = started.elapsed().as_secs_f64();

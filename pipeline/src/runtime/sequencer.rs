@@ -69,6 +69,8 @@ pub struct Sequencer {
     sinks: Arc<Sinks>,
     held: Vec<Held>,
     identity: Identity,
+    /// Keys events by their own ids, without the graph (measuring only).
+    unlinked: bool,
     workers: Vec<mpsc::Sender<Vec<Work>>>,
     pending: Vec<Vec<Work>>,
     sent_clock: Timestamp,
@@ -109,6 +111,7 @@ impl Sequencer {
             inputs,
             sinks,
             identity: Identity::default(),
+            unlinked: false,
             workers,
             pending: (0..n).map(|_| Vec::new()).collect(),
             sent_clock: Timestamp::MIN,
@@ -212,6 +215,13 @@ impl Sequencer {
         self.release(msg.read_at).await
     }
 
+    /// Keys every event by its own ids, without the identity graph: the baseline that
+    /// `footfall bench --policy-cost` measures the graph against.
+    pub fn without_identity(mut self) -> Self {
+        self.unlinked = true;
+        self
+    }
+
     /// Links on every event carrying two ids, not only on `identify`.
     pub fn with_link_any_event(mut self, on: bool) -> Self {
         self.identity = std::mem::take(&mut self.identity).with_link_any_event(on);
@@ -292,7 +302,10 @@ impl Sequencer {
             }
             return Ok(());
         }
-        let resolved = self.identity.resolve(topic, &event);
+        let resolved = match self.unlinked {
+            false => self.identity.resolve(topic, &event),
+            true => Identity::unlinked(topic, &event),
+        };
         if resolved.erased {
             metrics::get().erased_dropped.inc();
             return Ok(());

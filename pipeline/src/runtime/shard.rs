@@ -95,6 +95,8 @@ struct Pending {
     latencies: Vec<u32>,
     /// Per policy task: actions and facts not yet sent.
     outbox: Vec<Vec<Input>>,
+    /// No policy tasks (measuring only): customer-facing actions are written here.
+    direct: bool,
 }
 
 impl Pending {
@@ -115,7 +117,7 @@ impl Pending {
         let actions = std::mem::take(&mut self.actions);
         let read_ats = std::mem::take(&mut self.read_ats);
         for (a, read_at) in actions.into_iter().zip(read_ats) {
-            if a.topic == OutputTopic::Notifications {
+            if a.topic == OutputTopic::Notifications && !self.direct {
                 m.latency.observe(read_at.elapsed().as_secs_f64());
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
                 self.outbox[p].push(Input::Action(Box::new(a)));
@@ -151,7 +153,11 @@ impl Pending {
 /// the state TTL) to drop theirs too, at `at`.
 fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp) {
     let n = p.outbox.len() as u32;
-    for key in worker.take_expired_keys() {
+    let expired = worker.take_expired_keys();
+    if p.direct {
+        return;
+    }
+    for key in expired {
         let task = partition_for(&key, n) as usize;
         p.outbox[task].push(Input::Fact(at, Fact::Expire { key }));
     }
@@ -165,6 +171,9 @@ pub struct Policies {
     pub tasks: Vec<Option<mpsc::Sender<PolicyMsg>>>,
     /// The progress last sent to each task.
     pub sent: Vec<Timestamp>,
+    /// No policy tasks at all (measuring only): customer-facing actions go straight to
+    /// `notifications`, and no facts are gathered for them.
+    pub direct: bool,
 }
 
 /// A task with nothing new from this worker hears of its progress at most this often
@@ -312,6 +321,7 @@ pub async fn run(
         buf: Vec::with_capacity(4096),
         latencies: Vec::new(),
         outbox: (0..policies.tasks.len()).map(|_| Vec::new()).collect(),
+        direct: policies.direct,
     };
     let mut last_timers = 0i64;
     loop {
@@ -365,7 +375,9 @@ pub async fn run(
                         r.tables.append_event(&key, &event);
                         r.dirty = true;
                     }
-                    if let Some(fact) = Fact::of(&key, &event) {
+                    if !p.direct
+                        && let Some(fact) = Fact::of(&key, &event)
+                    {
                         p.outbox[policies.me as usize].push(Input::Fact(event.timestamp, fact));
                     }
                     read_at

@@ -1,0 +1,361 @@
+//! `footfall bench`: the end-to-end benchmark, and what the delivery policies and the
+//! identity graph cost (`--policy-cost`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use footfall_operators::event::Topic;
+use footfall_pipeline::bench::{self, BenchParams, BenchReport, Figures, Prepared};
+
+use super::report::thousands;
+use crate::load_config;
+
+/// `footfall bench`.
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 2_000_000)]
+    events: u64,
+    /// Customers (default: one per 20 events).
+    #[arg(long)]
+    customers: Option<u64>,
+    /// Pace the sources to this many events a second (for latency).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for the log (default: a temporary one, removed afterwards).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Memory workload: one open cart per customer (`--customers`, default `--events`).
+    #[arg(long)]
+    open_carts: bool,
+    /// Replay without the delivery policies and the identity graph: customer-facing
+    /// actions are written as their triggers make them, events keyed by their own ids.
+    /// The baseline of `--policy-cost`; never how footfall runs for customers.
+    #[arg(long, conflicts_with_all = ["sql", "open_carts"])]
+    without_policies: bool,
+    /// What the delivery policies and the identity graph cost: replays one input with
+    /// and without them, `--rounds` times each in alternation, each replay in a process
+    /// of its own, and prints both figures and their ratio.
+    #[arg(long, conflicts_with_all = ["sql", "open_carts", "rate", "without_policies"])]
+    policy_cost: bool,
+    /// Rounds for `--policy-cost` (the machine's noise moves single replays by several
+    /// per cent: the median of each round's ratio is the figure).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+    /// SQL workload: the retained tables' bytes a row, a tumbling aggregate over
+    /// `--sql-rows` clickstream rows, and the cost of the rules in `--rules`.
+    #[arg(long)]
+    sql: bool,
+    /// Clickstream rows for `--sql`.
+    #[arg(long, default_value_t = 5_000_000)]
+    sql_rows: u64,
+    /// Rules directory for `--sql`.
+    #[arg(long, default_value = "deploy/rules")]
+    rules: PathBuf,
+    /// Only generate and write the input into --data-dir, then print what was written
+    /// (the measuring process runs this in a child).
+    #[arg(long, hide = true)]
+    prepare_only: bool,
+    /// Only replay the input already in --data-dir, then print the figures (the rounds
+    /// of `--policy-cost` run this in a child each).
+    #[arg(long, hide = true)]
+    measure_only: bool,
+}
+
+impl BenchArgs {
+    /// Runs the benchmark.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let cfg = load_config(self.config.as_deref(), None)?;
+        if self.sql {
+            let cache = usize::try_from(cfg.sql.rule_cache_bytes).unwrap_or(usize::MAX);
+            return footfall_pipeline::sqlbench::run(self.sql_rows, &self.rules, cache).await;
+        }
+        let tmp;
+        let dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => {
+                tmp = TempDir::new()?;
+                tmp.0.clone()
+            }
+        };
+        let p = BenchParams {
+            events: self.events,
+            customers: self.customers,
+            rate: self.rate,
+            seed: self.seed,
+            open_carts: self.open_carts,
+            without_policies: self.without_policies,
+        };
+        if self.prepare_only {
+            let prepared = bench::prepare(&cfg, &dir, &p)?;
+            println!("{}", serde_json::to_string(&prepared)?);
+            return Ok(());
+        }
+        if self.measure_only {
+            let r = bench::measure(&cfg, &dir, &p, Prepared::default()).await?;
+            println!("{}", serde_json::to_string(&r.figures())?);
+            return Ok(());
+        }
+        if self.policy_cost {
+            return self.policy_cost(&dir);
+        }
+        eprintln!("bench: generating about {} events ...", self.events);
+        let prepared = if self.open_carts {
+            bench::prepare(&cfg, &dir, &p)?
+        } else {
+            // In a child process: generating gigabytes of input in this one and freeing
+            // it would leave the measured replay in a state no production process is in.
+            self.prepare_in_child(&dir)?
+        };
+        let r = bench::measure(&cfg, &dir, &p, prepared).await?;
+        print_report(&r, self.rate, self.without_policies);
+        Ok(())
+    }
+
+    /// This command for a child process: the same input and config.
+    fn child(&self, dir: &Path) -> anyhow::Result<Command> {
+        let mut child = Command::new(std::env::current_exe()?);
+        child.arg("bench").arg("--data-dir").arg(dir);
+        child.args(["--events", &self.events.to_string()]);
+        child.args(["--seed", &self.seed.to_string()]);
+        if let Some(c) = self.customers {
+            child.args(["--customers", &c.to_string()]);
+        }
+        if let Some(c) = &self.config {
+            child.arg("--config").arg(c);
+        }
+        child.stderr(Stdio::inherit());
+        Ok(child)
+    }
+
+    fn prepare_in_child(&self, dir: &Path) -> anyhow::Result<Prepared> {
+        let out = self.child(dir)?.arg("--prepare-only").output()?;
+        if !out.status.success() {
+            bail!("generating the bench input failed ({})", out.status);
+        }
+        serde_json::from_slice(&out.stdout).context("reading the bench input summary")
+    }
+
+    /// `--policy-cost`: rounds of a replay with and one without, alternating which goes
+    /// first, each over a fresh copy of one input.
+    fn policy_cost(&self, dir: &Path) -> anyhow::Result<()> {
+        let input = dir.join("input");
+        let run = dir.join("replay");
+        eprintln!("bench: generating about {} events ...", self.events);
+        let prepared = self.prepare_in_child(&input)?;
+        println!(
+            "footfall bench --policy-cost: {} records, {} rounds, each replay a process of its own ({} cores)",
+            thousands(prepared.records),
+            self.rounds,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "  {:<7} {:^36}   {:^36}",
+            "round", "with policies and identity", "without"
+        );
+        let mut rounds = Vec::new();
+        for r in 0..self.rounds {
+            let mut pair = [None, None];
+            // Odd rounds start without: drift in the machine's load favours neither.
+            let order = if r % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for with in order {
+                copy_input(&input, &run)?;
+                let mut child = self.child(&run)?;
+                child.arg("--measure-only");
+                if !with {
+                    child.arg("--without-policies");
+                }
+                let out = child.output()?;
+                if !out.status.success() {
+                    bail!(
+                        "round {} ({} policies) failed ({})",
+                        r + 1,
+                        if with { "with" } else { "without" },
+                        out.status
+                    );
+                }
+                let f: Figures =
+                    serde_json::from_slice(&out.stdout).context("reading a round's figures")?;
+                pair[usize::from(!with)] = Some(f);
+            }
+            let [Some(with), Some(without)] = pair else {
+                unreachable!("both replays of the round ran")
+            };
+            println!("  {:<7} {}   {}", r + 1, cells(&with), cells(&without));
+            rounds.push((with, without));
+        }
+        std::fs::remove_dir_all(&run).ok();
+        let med = |f: &dyn Fn(&(Figures, Figures)) -> f64| median(rounds.iter().map(f));
+        let (with, without) = (
+            Figures {
+                events: rounds[0].0.events,
+                replay_secs: med(&|r| r.0.replay_secs),
+                cpu_secs: med(&|r| r.0.cpu_secs),
+                ..rounds[0].0
+            },
+            Figures {
+                events: rounds[0].1.events,
+                replay_secs: med(&|r| r.1.replay_secs),
+                cpu_secs: med(&|r| r.1.cpu_secs),
+                ..rounds[0].1
+            },
+        );
+        println!("  {:<7} {}   {}", "median", cells(&with), cells(&without));
+        let wall = med(&|r| r.0.replay_secs / r.1.replay_secs.max(1e-9));
+        let cpu = med(&|r| r.0.cpu_secs / r.1.cpu_secs.max(1e-9));
+        println!(
+            "  policies and identity add {:+.1} % wall time and {:+.1} % CPU time to the replay \
+             (median of the rounds' ratios)",
+            (wall - 1.0) * 100.0,
+            (cpu - 1.0) * 100.0
+        );
+        println!(
+            "  actions written: {} with (after the policies), {} without",
+            thousands(rounds[0].0.actions),
+            thousands(rounds[0].1.actions)
+        );
+        Ok(())
+    }
+}
+
+/// One replay's figures in a table cell.
+fn cells(f: &Figures) -> String {
+    format!(
+        "{:>6.2} s {:>6.2} s CPU {:>9} ev/s",
+        f.replay_secs,
+        f.cpu_secs,
+        thousands((f.events as f64 / f.replay_secs.max(1e-9)) as u64)
+    )
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Replaces `to` with a copy of the input topics of the log in `from`.
+fn copy_input(from: &Path, to: &Path) -> anyhow::Result<()> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).with_context(|| format!("removing {}", to.display()))?;
+    }
+    for topic in Topic::ALL {
+        let src = from.join(topic.name());
+        if src.is_dir() {
+            copy_dir(&src, &to.join(topic.name()))?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn print_report(r: &BenchReport, rate: Option<f64>, without_policies: bool) {
+    let mb =
+        |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
+    let us =
+        |v: Option<u32>| v.map_or("n/a".into(), |v| format!("{:.3} ms", f64::from(v) / 1000.0));
+    println!(
+        "footfall bench (release build recommended; {} cores)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if without_policies {
+        println!("  policies          none: no delivery policies, no identity graph (a baseline)");
+    }
+    println!("  records           {}", r.records);
+    println!(
+        "  write to log      {:.2} s ({:.0} records/s)",
+        r.write_secs,
+        r.records as f64 / r.write_secs.max(1e-9)
+    );
+    println!("  replay            {:.2} s", r.replay_secs);
+    println!(
+        "  throughput        {:.0} events/s end to end (decode → operators → encode → log)",
+        r.events_per_sec
+    );
+    println!(
+        "  while processing  {:.0} events/s ({:.2} s of the replay is the final checkpoint and stop)",
+        r.processing_events_per_sec, r.stop_secs
+    );
+    println!(
+        "  CPU               {:.2} s ({:.1} cores busy on average)",
+        r.cpu_secs,
+        r.cpu_secs / r.replay_secs.max(1e-9)
+    );
+    if let Some(rate) = rate {
+        println!("  paced at          {rate:.0} events/s");
+    }
+    println!("  actions           {}", r.actions);
+    println!("  latency p50       {}", us(r.p50_us));
+    println!("  latency p99       {}", us(r.p99_us));
+    match r.checkpointing_p99_us {
+        (_, 0) => {}
+        (p99, n) => println!(
+            "  latency p99       {} over the {n} actions written during checkpoints",
+            us(p99)
+        ),
+    }
+    println!("  keys with state   {}", r.state_keys);
+    println!(
+        "  memory            {} resident with state held, {} peak",
+        mb(r.rss_bytes),
+        mb(r.peak_rss_bytes)
+    );
+    let c = r.checkpoints;
+    if c.count == 0 {
+        println!("  checkpoints       none");
+    } else {
+        println!(
+            "  checkpoints       {} written, longest {:.3} s, longest pause {:.1} ms, last {}",
+            c.count,
+            c.max_us as f64 / 1e6,
+            c.max_stall_us as f64 / 1e3,
+            mb(Some(c.last_bytes))
+        );
+    }
+}
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let base = std::env::temp_dir().join(format!("footfall-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&base).with_context(|| format!("creating {}", base.display()))?;
+        Ok(TempDir(base))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
