@@ -4,19 +4,23 @@
 //! A worker sends its facts in event-time order and its actions in `fired_at` order
 //! (but for the odd late one), so each (worker, rank) stream has a queue of its own,
 //! appended at the back, and the next entry is the least of the queues' heads: no tree
-//! to rebalance for every input. Windows to close and held actions, which the policies
-//! schedule at any instant ahead, are kept in a sorted map.
+//! to rebalance for every input. Windows to close come in order too (a window is opened
+//! by its first action, and actions come in order), so they have a queue of their own
+//! while they do; held actions, which the policies schedule at any instant ahead, and a
+//! window out of order are kept in a sorted map.
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::{Entry, Order};
+use super::{CLOSE, Entry, Order};
 
 /// Entries by [`Order`].
 #[derive(Default)]
 pub(super) struct Agenda {
     /// Per (worker, rank), in order: index `worker * 4 + rank`.
     queues: Vec<VecDeque<(Order, Entry)>>,
-    /// What the policies scheduled themselves (worker `u32::MAX`).
+    /// Windows to close, scheduled in order (worker `u32::MAX`).
+    closes: VecDeque<(Order, Entry)>,
+    /// The rest of what the policies scheduled themselves (worker `u32::MAX`).
     scheduled: BTreeMap<Order, Entry>,
 }
 
@@ -25,7 +29,11 @@ impl Agenda {
     pub fn insert(&mut self, order: Order, entry: Entry) {
         let (_, rank, from, _) = order;
         if from == u32::MAX {
-            self.scheduled.insert(order, entry);
+            if rank == CLOSE && self.closes.back().is_none_or(|(o, _)| *o < order) {
+                self.closes.push_back((order, entry));
+            } else {
+                self.scheduled.insert(order, entry);
+            }
             return;
         }
         let i = from as usize * 4 + usize::from(rank);
@@ -41,7 +49,8 @@ impl Agenda {
     /// Removes and returns the first entry, if `due` says its order is due.
     pub fn pop_if(&mut self, due: impl FnOnce(&Order) -> bool) -> Option<(Order, Entry)> {
         let mut first = self.scheduled.first_key_value().map(|(o, _)| (*o, None));
-        for (i, q) in self.queues.iter().enumerate() {
+        let queues = self.queues.iter().chain(std::iter::once(&self.closes));
+        for (i, q) in queues.enumerate() {
             if let Some((o, _)) = q.front()
                 && first.is_none_or(|(f, _)| *o < f)
             {
@@ -53,6 +62,7 @@ impl Agenda {
             return None;
         }
         match queue {
+            Some(i) if i == self.queues.len() => self.closes.pop_front(),
             Some(i) => self.queues[i].pop_front(),
             None => self.scheduled.pop_first(),
         }
@@ -60,7 +70,11 @@ impl Agenda {
 
     /// Keeps only the entries `keep` says to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
-        for q in &mut self.queues {
+        for q in self
+            .queues
+            .iter_mut()
+            .chain(std::iter::once(&mut self.closes))
+        {
             q.retain(|(_, e)| keep(e));
         }
         self.scheduled.retain(|_, e| keep(e));
@@ -68,14 +82,15 @@ impl Agenda {
 
     /// Every entry, in no particular order (for checkpoints).
     pub fn iter(&self) -> impl Iterator<Item = (&Order, &Entry)> {
-        let queued = self.queues.iter().flatten().map(|(o, e)| (o, e));
+        let queued = self.queues.iter().chain(std::iter::once(&self.closes));
+        let queued = queued.flatten().map(|(o, e)| (o, e));
         queued.chain(&self.scheduled)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::{ACTION, CLOSE, FACT, RELEASE};
+    use super::super::{ACTION, FACT, RELEASE};
     use super::*;
     use crate::event::Str;
     use crate::time::Timestamp;
@@ -100,7 +115,9 @@ mod tests {
             (t(5), FACT, 1, 1),
             (t(5), CLOSE, u32::MAX, 1),
             (t(9), RELEASE, u32::MAX, 2),
-            (t(2), CLOSE, u32::MAX, 3),
+            (t(2), CLOSE, u32::MAX, 3), // before the last close: out of order
+            (t(6), CLOSE, u32::MAX, 4),
+            (t(8), CLOSE, u32::MAX, 5),
         ];
         let mut agenda = Agenda::default();
         for (n, o) in orders.iter().enumerate() {

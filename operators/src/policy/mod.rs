@@ -134,6 +134,9 @@ struct Customer {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Entry {
     Fact(Fact),
+    /// A fact of a late event, at the event's time, applied where its worker's clock
+    /// stood when it arrived (its place in the agenda).
+    LateFact(Timestamp, Fact),
     Action(Box<Action>),
     /// Decide a customer's arbitration window.
     Close {
@@ -203,10 +206,26 @@ impl Policy {
         out
     }
 
-    /// Takes in `input`, the `seq`-th from worker `from`. Input older than what was
-    /// already applied (a late event's) applies at once; the rest waits for
-    /// [`advance`](Self::advance).
+    /// Takes in `input`, the `seq`-th from worker `from`, made before that worker's
+    /// clock passed the input's time; it waits for [`advance`](Self::advance).
     pub fn push(&mut self, from: u32, seq: u64, input: Input, out: &mut Output) {
+        self.push_arrived(from, seq, Timestamp::MIN, input, out);
+    }
+
+    /// Takes in `input`, the `seq`-th from worker `from`, made when that worker's clock
+    /// stood at `arrived`. Input of a late event (older than `arrived`) takes its place
+    /// at `arrived`, as the worker applied the event there: where it goes among other
+    /// workers' input then does not depend on when its message came. Input older than
+    /// what was already applied applies at once; the rest waits for
+    /// [`advance`](Self::advance).
+    pub fn push_arrived(
+        &mut self,
+        from: u32,
+        seq: u64,
+        arrived: Timestamp,
+        input: Input,
+        out: &mut Output,
+    ) {
         if let Input::Fact(_, Fact::Erase { key }) = &input {
             // Nothing about an erased customer may wait for its turn (or sit in a
             // checkpoint meanwhile): they get nothing, ever, whatever was due before.
@@ -224,10 +243,15 @@ impl Policy {
                 return;
             }
         };
-        if at < self.frontier {
+        let entry = match entry {
+            Entry::Fact(f) if at < arrived => Entry::LateFact(at, f),
+            e => e,
+        };
+        let place = at.max(arrived);
+        if place < self.frontier {
             self.apply(at, entry, out);
         } else {
-            self.agenda.insert((at, rank, from, seq), entry);
+            self.agenda.insert((place, rank, from, seq), entry);
         }
     }
 
@@ -275,6 +299,7 @@ impl Policy {
     fn apply(&mut self, at: Timestamp, entry: Entry, out: &mut Output) {
         match entry {
             Entry::Fact(f) => self.learn(at, f, out),
+            Entry::LateFact(at, f) => self.learn(at, f, out),
             Entry::Action(a) => self.offer(*a, out),
             Entry::Close { customer, window } => self.close(at, &customer, window, out),
             Entry::Release(a) => self.release(at, *a, out),
@@ -358,8 +383,14 @@ impl Policy {
                     Fact::Profile { key: k, .. }
                     | Fact::Purchase { key: k, .. }
                     | Fact::Expire { key: k },
+                )
+                | Entry::LateFact(
+                    _,
+                    Fact::Profile { key: k, .. }
+                    | Fact::Purchase { key: k, .. }
+                    | Fact::Expire { key: k },
                 ) => k == key,
-                Entry::Fact(_) => false,
+                Entry::Fact(_) | Entry::LateFact(..) => false,
             };
             if names && matches!(e, Entry::Action(_) | Entry::Release(_)) {
                 out.erased += 1;

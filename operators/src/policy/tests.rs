@@ -438,3 +438,90 @@ fn an_expired_customer_loses_consent_caps_and_attribution_with_their_state() {
     );
     assert_eq!(p.customers(), 0);
 }
+
+#[test]
+fn a_late_purchase_takes_its_place_where_its_worker_received_it_whatever_the_interleaving() {
+    // Worker 0 sends two cart reminders; worker 1's clock had passed 10:30 when a
+    // purchase from 10:10 reached it late. Whether worker 1's messages come before or
+    // after worker 0's, the purchase applies where worker 1 stood (10:30): after the
+    // second reminder, which is then the latest and fired after the purchase, so
+    // nothing is credited. Before, it applied whenever its message came in.
+    let buy = |at: &str| {
+        Input::Fact(
+            t(at),
+            Fact::Purchase {
+                key: "m-1".into(),
+                transaction_id: "o-1".into(),
+                value: Decimal::new(500, 2),
+                currency: None,
+            },
+        )
+    };
+    let uncapped = || Settings {
+        caps: Vec::new(),
+        ..settings(0)
+    };
+    let reminder = |at: &str| Input::Action(action("abandoned_cart", "m-1", at));
+    let mut outcomes = Vec::new();
+    for worker_1_first in [false, true] {
+        let mut p = Policy::new(uncapped());
+        let mut out = Output::default();
+        let worker_0 = |p: &mut Policy, out: &mut Output| {
+            let start = t("2026-11-20T08:00:00Z");
+            p.push_arrived(
+                0,
+                0,
+                start,
+                profile("m-1", "2026-11-20T08:00:00Z", true, "UTC"),
+                out,
+            );
+            p.push_arrived(0, 1, start, reminder("2026-11-20T09:00:00Z"), out);
+            p.push_arrived(0, 2, start, reminder("2026-11-20T10:20:00Z"), out);
+        };
+        let worker_1 = |p: &mut Policy, out: &mut Output| {
+            p.push_arrived(
+                1,
+                0,
+                t("2026-11-20T10:30:00Z"),
+                buy("2026-11-20T10:10:00Z"),
+                out,
+            );
+        };
+        if worker_1_first {
+            worker_1(&mut p, &mut out);
+            p.advance(t("2026-11-20T07:00:00Z"), &mut out);
+            worker_0(&mut p, &mut out);
+        } else {
+            worker_0(&mut p, &mut out);
+            p.advance(t("2026-11-20T10:25:00Z"), &mut out);
+            worker_1(&mut p, &mut out);
+        }
+        p.advance(t("2026-11-20T12:00:00Z"), &mut out);
+        assert_eq!(out.written.len(), 2, "both reminders are written");
+        outcomes.push(out.conversions.len());
+    }
+    assert_eq!(outcomes, vec![0, 0]);
+
+    // A purchase that arrives late still counts at its own time.
+    let mut p = Policy::new(uncapped());
+    let mut out = Output::default();
+    let start = t("2026-11-20T08:00:00Z");
+    p.push_arrived(
+        0,
+        0,
+        start,
+        profile("m-1", "2026-11-20T08:00:00Z", true, "UTC"),
+        &mut out,
+    );
+    p.push_arrived(0, 1, start, reminder("2026-11-20T09:00:00Z"), &mut out);
+    p.push_arrived(
+        0,
+        2,
+        t("2026-11-20T10:30:00Z"),
+        buy("2026-11-20T10:10:00Z"),
+        &mut out,
+    );
+    p.advance(t("2026-11-20T12:00:00Z"), &mut out);
+    assert_eq!(out.conversions.len(), 1);
+    assert_eq!(out.conversions[0].purchased_at, t("2026-11-20T10:10:00Z"));
+}

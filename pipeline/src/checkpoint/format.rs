@@ -161,6 +161,16 @@ fn pc<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_allocvec(v).unwrap_or_default()
 }
 
+/// [`pc`] into `buf`, reused from row to row.
+fn pc_into<'a, T: Serialize>(v: &T, buf: &'a mut Vec<u8>) -> &'a [u8] {
+    buf.clear();
+    // Plain structs of numbers and strings always encode.
+    if let Ok(b) = postcard::to_extend(v, std::mem::take(buf)) {
+        *buf = b;
+    }
+    buf
+}
+
 /// Encodes the sequencer's state as one Arrow IPC file.
 pub(super) fn encode_sequencer<W: Write>(
     s: &SequencerState,
@@ -189,14 +199,21 @@ pub(super) fn encode_sequencer<W: Write>(
             }
         }
     }
+    let mut buf = Vec::new();
     for (anon, user, since) in &s.links {
-        rows.push("link", anon, &pc(&(user.as_str(), since.as_nanos())))?;
+        let row = pc_into(&(user.as_str(), since.as_nanos()), &mut buf);
+        rows.push("link", anon, row)?;
     }
     for h in &s.erased {
         rows.push("erased", &format!("{h:032x}"), &[])?;
     }
+    let mut key = String::new();
     for (t, value, user) in &s.hard {
-        rows.push("hard", &format!("{t}:{value}"), &pc(&user.as_str()))?;
+        key.clear();
+        key.push_str(t);
+        key.push(':');
+        key.push_str(value);
+        rows.push("hard", &key, pc_into(&user.as_str(), &mut buf))?;
     }
     rows.finish()
 }

@@ -598,7 +598,7 @@ async fn forward_rule_actions(
             for t in tasks.iter().flatten() {
                 let msg = policy::PolicyMsg {
                     from: 0,
-                    items: vec![Input::Priorities(p.clone())],
+                    items: vec![(Timestamp::MIN, Input::Priorities(p.clone()))],
                     progress: Timestamp::MIN,
                     barrier: None,
                 };
@@ -637,11 +637,11 @@ async fn forward_rule_actions(
         };
         let Some(actions) = actions else { break };
         let mut direct = Vec::new();
-        let mut routed: Vec<Vec<Input>> = (0..n).map(|_| Vec::new()).collect();
+        let mut routed: Vec<Vec<(Timestamp, Input)>> = (0..n).map(|_| Vec::new()).collect();
         for a in actions {
             if a.topic == OutputTopic::Notifications {
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
-                routed[p].push(Input::Action(Box::new(a)));
+                routed[p].push((Timestamp::MIN, Input::Action(Box::new(a))));
             } else {
                 direct.push(a);
             }

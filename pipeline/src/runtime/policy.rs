@@ -30,8 +30,10 @@ use prometheus::core::{AtomicF64, AtomicU64};
 pub struct PolicyMsg {
     /// The sending worker.
     pub from: u32,
-    /// Actions and facts, in the worker's order.
-    pub items: Vec<Input>,
+    /// Actions and facts, in the worker's order, each with the worker's clock when it
+    /// was made (a late event's input takes its place there: see
+    /// [`Policy::push_arrived`]).
+    pub items: Vec<(Timestamp, Input)>,
     /// The worker's clock: everything it sends later is at or after it (late events
     /// aside).
     pub progress: Timestamp,
@@ -214,8 +216,8 @@ impl Task {
 
     fn take(&mut self, policy: &mut Policy, msg: PolicyMsg) {
         let from = msg.from as usize;
-        for input in msg.items {
-            policy.push(msg.from, self.seq[from], input, &mut self.out);
+        for (arrived, input) in msg.items {
+            policy.push_arrived(msg.from, self.seq[from], arrived, input, &mut self.out);
             self.seq[from] += 1;
         }
         self.progress[from] = self.progress[from].max(msg.progress);

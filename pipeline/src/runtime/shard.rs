@@ -91,18 +91,21 @@ struct Pending {
     stats: Arc<Stats>,
     actions: Vec<Action>,
     read_ats: Vec<Instant>,
+    /// Per action, the worker's clock when the work that made it began.
+    arrived: Vec<Timestamp>,
     buf: Vec<u8>,
     latencies: Vec<u32>,
     /// Per policy task: actions and facts not yet sent.
-    outbox: Vec<Vec<Input>>,
+    outbox: Vec<Vec<(Timestamp, Input)>>,
     /// No policy tasks (measuring only): customer-facing actions are written here.
     direct: bool,
 }
 
 impl Pending {
     /// Attributes the actions not yet attributed to `read_at`.
-    fn mark(&mut self, read_at: Instant) {
+    fn mark(&mut self, read_at: Instant, arrived: Timestamp) {
         self.read_ats.resize(self.actions.len(), read_at);
+        self.arrived.resize(self.actions.len(), arrived);
     }
 
     /// Writes the actions and records their latency and counts.
@@ -116,11 +119,12 @@ impl Pending {
         let n = self.outbox.len() as u32;
         let actions = std::mem::take(&mut self.actions);
         let read_ats = std::mem::take(&mut self.read_ats);
-        for (a, read_at) in actions.into_iter().zip(read_ats) {
+        let arrived = std::mem::take(&mut self.arrived);
+        for ((a, read_at), arrived) in actions.into_iter().zip(read_ats).zip(arrived) {
             if a.topic == OutputTopic::Notifications && !self.direct {
                 m.latency.observe(read_at.elapsed().as_secs_f64());
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
-                self.outbox[p].push(Input::Action(Box::new(a)));
+                self.outbox[p].push((arrived, Input::Action(Box::new(a))));
             } else {
                 self.actions.push(a);
                 self.read_ats.push(read_at);
@@ -151,7 +155,7 @@ impl Pending {
 
 /// Tells the policy tasks of keys whose state just expired on `worker` (untouched for
 /// the state TTL) to drop theirs too, at `at`.
-fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp) {
+fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp, arrived: Timestamp) {
     let n = p.outbox.len() as u32;
     let expired = worker.take_expired_keys();
     if p.direct {
@@ -159,7 +163,7 @@ fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp) {
     }
     for key in expired {
         let task = partition_for(&key, n) as usize;
-        p.outbox[task].push(Input::Fact(at, Fact::Expire { key }));
+        p.outbox[task].push((arrived, Input::Fact(at, Fact::Expire { key })));
     }
 }
 
@@ -318,6 +322,7 @@ pub async fn run(
         stats,
         actions: Vec::new(),
         read_ats: Vec::new(),
+        arrived: Vec::new(),
         buf: Vec::with_capacity(4096),
         latencies: Vec::new(),
         outbox: (0..policies.tasks.len()).map(|_| Vec::new()).collect(),
@@ -363,6 +368,9 @@ pub async fn run(
         };
         let Some(batch) = next else { break };
         for work in batch {
+            // A late event's input takes its place where this clock stands (see
+            // `Policy::push_arrived`).
+            let arrived = worker.clock();
             let read_at = match work {
                 Work::Event {
                     key,
@@ -370,7 +378,7 @@ pub async fn run(
                     read_at,
                 } => {
                     worker.on_event(&key, &event, &mut p.actions);
-                    expire(&mut worker, &mut p, event.timestamp);
+                    expire(&mut worker, &mut p, event.timestamp, arrived);
                     if let Some(r) = &mut retain {
                         r.tables.append_event(&key, &event);
                         r.dirty = true;
@@ -378,17 +386,18 @@ pub async fn run(
                     if !p.direct
                         && let Some(fact) = Fact::of(&key, &event)
                     {
-                        p.outbox[policies.me as usize].push(Input::Fact(event.timestamp, fact));
+                        let fact = Input::Fact(event.timestamp, fact);
+                        p.outbox[policies.me as usize].push((arrived, fact));
                     }
                     read_at
                 }
                 Work::Advance { clock, read_at } => {
                     // A big clock jump fires many timers: write them in bounded chunks.
                     while !worker.advance_some(clock, &mut p.actions, CHUNK) {
-                        p.mark(read_at);
+                        p.mark(read_at, arrived);
                         p.emit()?;
                     }
-                    expire(&mut worker, &mut p, clock);
+                    expire(&mut worker, &mut p, clock, arrived);
                     read_at
                 }
                 Work::Merge { from, into, at } => {
@@ -396,7 +405,7 @@ pub async fn run(
                     worker.fire_before(at, &mut p.actions);
                     worker.merge(&from, &into, &mut p.actions);
                     let clock = worker.clock();
-                    expire(&mut worker, &mut p, clock);
+                    expire(&mut worker, &mut p, clock, arrived);
                     Instant::now()
                 }
                 Work::Snapshot { reply, policy } => {
@@ -427,7 +436,7 @@ pub async fn run(
                             r.hub.erase_actions(&key);
                         }
                         let fact = Fact::Erase { key };
-                        p.outbox[policies.me as usize].push(Input::Fact(at, fact));
+                        p.outbox[policies.me as usize].push((arrived, Input::Fact(at, fact)));
                     }
                     Instant::now()
                 }
@@ -442,11 +451,11 @@ pub async fn run(
                         worker.import(&key, states, &mut p.actions);
                     }
                     let clock = worker.clock();
-                    expire(&mut worker, &mut p, clock);
+                    expire(&mut worker, &mut p, clock, arrived);
                     Instant::now()
                 }
             };
-            p.mark(read_at);
+            p.mark(read_at, arrived);
         }
         p.emit()?;
         policies.send(&mut p, worker.clock(), None, false).await?;
