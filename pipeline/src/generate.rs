@@ -211,11 +211,27 @@ struct Feed {
     rng: Rng,
     out: Vec<(Timestamp, u64, Record)>,
     seq: u64,
+    /// Begins every message, transaction and cart id: two runs with another seed or
+    /// start (a later day of the same customers) name none the same, as real feeds do
+    /// not. A reused transaction id would be the same purchase, a reused message id a
+    /// redelivery.
+    run: String,
+}
+
+/// The id prefix of the run with `seed` from `start`.
+fn run_tag(seed: u64, start: Timestamp) -> String {
+    let mixed = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ start.as_nanos() as u64;
+    format!("{:06x}", (mixed ^ (mixed >> 29)) & 0xff_ffff)
 }
 
 impl Feed {
-    fn push(&mut self, topic: Topic, key: String, ts: Timestamp, v: Value) {
+    fn push(&mut self, topic: Topic, key: String, ts: Timestamp, mut v: Value) {
         self.seq += 1;
+        for field in ["message_id", "transaction_id", "cart_id"] {
+            if let Some(Value::String(id)) = v.get_mut(field) {
+                *id = format!("{}-{id}", self.run);
+            }
+        }
         // Arrival jitter within the allowed lateness: feeds are never perfectly ordered.
         let arrival = ts.plus(Span::from_millis(self.rng.below(3000) as i64));
         let bytes = serde_json::to_vec(&v).unwrap_or_default();
@@ -261,6 +277,7 @@ pub fn generate(p: &Params) -> Vec<Record> {
         rng,
         out: Vec::new(),
         seq: 0,
+        run: run_tag(p.seed, p.start),
     };
     stores_weather_stock(&mut feed, &items, p, span_secs);
 

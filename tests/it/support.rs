@@ -1,5 +1,6 @@
 //! Helpers: find and run the `footfall` binary, read topics back.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -282,17 +283,23 @@ pub fn assert_same_records(topic: &str, want: &[Value], got: &[Value], drop: &[&
     let mut b = canonical(got, drop);
     a.sort();
     b.sort();
-    let distinct: std::collections::HashSet<&String> = b.iter().collect();
+    let distinct: HashSet<&String> = b.iter().collect();
     assert_eq!(
         distinct.len(),
         b.len(),
         "{topic}: a record was written twice"
     );
-    assert_eq!(b.len(), a.len(), "{topic}: record counts differ");
-    assert!(
-        a == b,
-        "{topic}: the records differ from the uninterrupted run's"
-    );
+    if a != b {
+        let (sa, sb): (HashSet<&String>, HashSet<&String>) =
+            (a.iter().collect(), b.iter().collect());
+        let missing: Vec<_> = sa.difference(&sb).take(3).collect();
+        let extra: Vec<_> = sb.difference(&sa).take(3).collect();
+        panic!(
+            "{topic}: {} records against the uninterrupted run's {}; missing {missing:?}, extra {extra:?}",
+            b.len(),
+            a.len()
+        );
+    }
 }
 
 /// Copies the directory tree `from` to `to`.
