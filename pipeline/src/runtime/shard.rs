@@ -102,7 +102,8 @@ struct Pending {
 }
 
 impl Pending {
-    /// Attributes the actions not yet attributed to `read_at`.
+    /// Attributes the actions not yet attributed to `read_at`, and to the worker's clock
+    /// `arrived` when the work that made them began.
     fn mark(&mut self, read_at: Instant, arrived: Timestamp) {
         self.read_ats.resize(self.actions.len(), read_at);
         self.arrived.resize(self.actions.len(), arrived);
