@@ -38,6 +38,8 @@ pub struct BenchReport {
     pub records: u64,
     /// Seconds to write them into the log.
     pub write_secs: f64,
+    /// Events the replay read.
+    pub events: u64,
     /// Seconds to replay them.
     pub replay_secs: f64,
     /// CPU seconds (user and system, every thread) the replay took.
@@ -85,7 +87,7 @@ impl BenchReport {
     /// The figures a `--policy-cost` round compares.
     pub fn figures(&self) -> Figures {
         Figures {
-            events: (self.events_per_sec * self.replay_secs).round() as u64,
+            events: self.events,
             replay_secs: self.replay_secs,
             cpu_secs: self.cpu_secs,
             actions: self.actions,
@@ -206,14 +208,15 @@ pub async fn measure(
     let cpu = cpu_secs() - cpu_before;
     let (rss, peak) = (summary.rss_bytes, memory().1);
     let replay_secs = summary.elapsed.as_secs_f64();
+    let events = summary.stats.total_read();
     Ok(BenchReport {
         records: prepared.records,
         write_secs: prepared.write_secs,
         replay_secs,
         cpu_secs: cpu,
-        events_per_sec: summary.stats.total_read() as f64 / replay_secs.max(1e-9),
-        processing_events_per_sec: summary.stats.total_read() as f64
-            / summary.processing.as_secs_f64().max(1e-9),
+        events,
+        events_per_sec: events as f64 / replay_secs.max(1e-9),
+        processing_events_per_sec: events as f64 / summary.processing.as_secs_f64().max(1e-9),
         stop_secs: (summary.elapsed - summary.processing).as_secs_f64(),
         actions: summary.stats.actions_by_trigger().values().sum(),
         p50_us: summary.stats.latency_us(0.5),

@@ -47,6 +47,19 @@ fn run(p: &mut Policy, inputs: Vec<Input>, until: &str) -> Output {
     out
 }
 
+/// Customer m-1's purchase `o-1` of 12.90 CNY at `at`.
+fn purchase(at: &str) -> Input {
+    Input::Fact(
+        t(at),
+        Fact::Purchase {
+            key: "m-1".into(),
+            transaction_id: "o-1".into(),
+            value: Decimal::new(1290, 2),
+            currency: Some("CNY".into()),
+        },
+    )
+}
+
 fn reasons(out: &Output) -> Vec<(&str, &'static str)> {
     out.suppressed
         .iter()
@@ -294,24 +307,13 @@ fn purchases_credit_written_actions_in_their_group() {
     let mut s = settings(0);
     s.holdout.per_trigger.insert("birthday".into(), 10_000);
     let mut p = Policy::new(s);
-    let buy = |at: &str| {
-        Input::Fact(
-            t(at),
-            Fact::Purchase {
-                key: "m-1".into(),
-                transaction_id: "o-1".into(),
-                value: Decimal::new(1290, 2),
-                currency: Some("CNY".into()),
-            },
-        )
-    };
     let out = run(
         &mut p,
         vec![
             profile("m-1", "2026-11-20T09:00:00Z", true, "UTC"),
             Input::Action(action("abandoned_cart", "m-1", "2026-11-20T10:00:00Z")),
             Input::Action(action("birthday", "m-1", "2026-11-20T10:00:10Z")),
-            buy("2026-11-21T10:00:00Z"),
+            purchase("2026-11-21T10:00:00Z"),
         ],
         "2026-11-21T10:00:01Z",
     );
@@ -446,17 +448,6 @@ fn a_late_purchase_takes_its_place_where_its_worker_received_it_whatever_the_int
     // after worker 0's, the purchase applies where worker 1 stood (10:30): after the
     // second reminder, which is then the latest and fired after the purchase, so
     // nothing is credited. Before, it applied whenever its message came in.
-    let buy = |at: &str| {
-        Input::Fact(
-            t(at),
-            Fact::Purchase {
-                key: "m-1".into(),
-                transaction_id: "o-1".into(),
-                value: Decimal::new(500, 2),
-                currency: None,
-            },
-        )
-    };
     let uncapped = || Settings {
         caps: Vec::new(),
         ..settings(0)
@@ -483,7 +474,7 @@ fn a_late_purchase_takes_its_place_where_its_worker_received_it_whatever_the_int
                 1,
                 0,
                 t("2026-11-20T10:30:00Z"),
-                buy("2026-11-20T10:10:00Z"),
+                purchase("2026-11-20T10:10:00Z"),
                 out,
             );
         };
@@ -518,7 +509,7 @@ fn a_late_purchase_takes_its_place_where_its_worker_received_it_whatever_the_int
         0,
         2,
         t("2026-11-20T10:30:00Z"),
-        buy("2026-11-20T10:10:00Z"),
+        purchase("2026-11-20T10:10:00Z"),
         &mut out,
     );
     p.advance(t("2026-11-20T12:00:00Z"), &mut out);
