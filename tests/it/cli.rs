@@ -203,6 +203,16 @@ fn bench_measures_the_policies_against_a_replay_without_them() {
         "no holdout without the policies"
     );
     assert!(consume(dir.path(), "suppressions").is_empty());
+    // A second bench into the same directory would measure both logs: refused.
+    let again = footfall(
+        &["bench", "--events", "1000", "--data-dir", path(dir.path())],
+        None,
+    );
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("is not empty"),
+        "{err}"
+    );
 
     let out = footfall_ok(
         &[

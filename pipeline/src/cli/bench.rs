@@ -79,6 +79,16 @@ impl BenchArgs {
         }
         let tmp;
         let dir = match &self.data_dir {
+            Some(d) if !self.measure_only && !self.prepare_only => {
+                // A log already there would be appended to and measured with the new one.
+                if std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()) {
+                    bail!(
+                        "--data-dir {} is not empty: bench writes a new log there (give a new or empty directory)",
+                        d.display()
+                    );
+                }
+                d.clone()
+            }
             Some(d) => d.clone(),
             None => {
                 tmp = TempDir::new()?;
