@@ -77,7 +77,7 @@ pub struct ConsentRow {
     pub home_store: Option<Str>,
 }
 
-/// Live rows of one worker (or policy task).
+/// Live rows of one worker (or of the policies it applies).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Live {
     pub carts: Vec<CartRow>,

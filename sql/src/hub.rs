@@ -4,7 +4,7 @@
 //! most once a second of wall time; a query merges the latest snapshot of every worker.
 //!
 //! Live state (`customers`, `carts`, `lots`) is taken only when a query asks: the query
-//! bumps a generation, every worker and policy task sees it (at once if idle, else after
+//! bumps a generation, every worker sees it (at once if idle, else after
 //! the batch in hand) and publishes its rows, and the query waits for all of them.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use crate::retained::{Snapshot, Tables};
 pub struct Hub {
     workers: Mutex<BTreeMap<u32, (Snapshot, Timestamp)>>,
     expected: std::sync::atomic::AtomicUsize,
-    /// Live rows per source (worker or policy task), with the generation they answer.
+    /// Live rows per source (a worker, or the policies it applies), with the generation they answer.
     live: Mutex<BTreeMap<LiveSource, (u64, Live)>>,
     live_sources: std::sync::atomic::AtomicUsize,
     asked: watch::Sender<u64>,
@@ -34,7 +34,7 @@ pub struct Hub {
 pub enum LiveSource {
     /// A partition worker: carts, lots, purchase figures.
     Worker(u32),
-    /// A policy task: consent, zone, home store.
+    /// A worker's policies: consent, zone, home store.
     Policy(u32),
 }
 
@@ -68,7 +68,7 @@ impl Hub {
         }
     }
 
-    /// `n` sources (workers and policy tasks together) answer live-state requests.
+    /// `n` sources (workers, and the policies they apply, counted apart) answer live-state requests.
     pub fn expect_live(&self, n: usize) {
         self.live_sources
             .store(n, std::sync::atomic::Ordering::Relaxed);

@@ -82,7 +82,7 @@ impl LiveTables {
         LiveTables::build(&Live::default()).expect("empty tables build")
     }
 
-    /// The tables of `live` (every worker's and policy task's rows together).
+    /// The tables of `live` (every worker's and its policies' rows together).
     pub fn build(live: &Live) -> Result<Self, ArrowError> {
         Ok(LiveTables(vec![
             ("customers", customers(&live.rfm, &live.consent)?),

@@ -95,8 +95,8 @@ fn the_service_answers_queries_runs_rules_reloads_them_safely_and_quarantines_fa
         "the three events never showed in clickstream"
     );
 
-    // Live state: an open cart and a customer's consent, taken from the workers and
-    // policy tasks when the query asks.
+    // Live state: an open cart and a customer's consent, taken from the workers (and
+    // the policies they apply) when the query asks.
     let cart = format!(
         "{{\"message_id\":\"q-cart\",\"type\":\"add_to_cart\",\"timestamp\":\"{now}\",\"user_id\":\"m-cart\",\"cart_id\":\"cart-9\",\"currency\":\"EUR\",\"items\":[{{\"item_id\":\"a\",\"price\":\"12.50\",\"quantity\":2}},{{\"item_id\":\"b\",\"price\":\"0.99\"}}]}}\n"
     );

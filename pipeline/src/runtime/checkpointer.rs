@@ -21,7 +21,7 @@ use crate::fluvio::{Cluster, CommitGate, Transport};
 use crate::log::LogError;
 use crate::metrics;
 
-/// The name under which a worker's snapshot carries its policy task's state.
+/// The name under which a worker's snapshot carries its partition's policies' state.
 pub const POLICY: &str = "policy";
 
 /// Marks a checkpoint as being taken in the run's stats while it lives.

@@ -10,7 +10,8 @@
 //! channel is bounded, so a slow sink slows the sources.
 //!
 //! Several processes may share one pipeline ([`assign`]): each runs all of this, owns
-//! a share of the partitions, and runs policy tasks and output writers for those only.
+//! a share of the partitions, and applies delivery policies and runs output writers for
+//! those only.
 
 pub mod assign;
 pub mod checkpointer;
@@ -272,8 +273,11 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
 
     let mut worker_txs = Vec::new();
     let mut worker_tasks = Vec::new();
+    // Each partition's policies run on its worker; the others reach them by channel.
+    // Unbounded: two workers sending to each other must never wait on each other (the
+    // sequencer's bounded batches are what hold a fast worker back).
     let mut policy_txs = Vec::new();
-    let mut policy_tasks = Vec::new();
+    let mut locals = Vec::new();
     for i in 0..n as usize {
         let saved = data.as_mut().and_then(|d| {
             let at = d.workers[i]
@@ -285,28 +289,20 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         if !share.owns(i as u32) || opts.without_policies {
             // Another process runs this partition's policies (or none does).
             policy_txs.push(None);
+            locals.push(None);
             continue;
         }
-        let (tx, rx) = mpsc::channel(cap.max(n as usize * 2));
+        let (tx, rx) = mpsc::unbounded_channel();
         let mut policy = Policy::new(settings.clone());
         if let Some(image) = saved {
             policy::restore(&mut policy, image.as_ref())
                 .map_err(|e| RuntimeError::Checkpoint(format!("policy {i}: {e}")))?;
         }
-        let live = opts.sql.as_ref().map(|hub| policy::LiveHook {
-            hub: hub.clone(),
-            me: i as u32,
-        });
-        policy_tasks.push(tokio::spawn(policy::run(
-            policy,
-            rx,
-            n as usize,
-            sinks.clone(),
-            stats.clone(),
-            live,
-        )));
+        let local = policy::Local::new(policy, rx, n as usize, sinks.clone(), stats.clone());
+        locals.push(Some(local));
         policy_txs.push(Some(tx));
     }
+    let mut locals = locals.into_iter();
     for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
         let mut worker = Worker::new(triggers::build(&cfg.triggers)).with_state_ttl(
@@ -321,9 +317,13 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 info!(worker = i, note, "checkpoint restore");
             }
         }
+        let mut tasks = policy_txs.clone();
+        // Its own partition's policies it applies itself.
+        tasks[i] = None;
         let policies = shard::Policies {
             me: i as u32,
-            tasks: policy_txs.clone(),
+            local: locals.next().flatten(),
+            tasks,
             sent: vec![Timestamp::MIN; n as usize],
             direct: opts.without_policies,
         };
@@ -343,7 +343,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     }
     if let Some(hub) = &opts.sql {
         hub.expect(n as usize);
-        // Each worker and each policy task answers for its share of the live state.
+        // Each worker answers for its share of the live state, and again for its
+        // partition's policies where this process applies them.
         let owned = (0..n).filter(|&p| share.owns(p)).count();
         hub.expect_live(n as usize + owned);
     }
@@ -355,8 +356,8 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             sinks.clone(),
         ));
     }
-    // The workers (and the rules' forwarder) hold the only senders: a policy task ends
-    // when every one has.
+    // The workers (and the rules' forwarder) hold the only senders: a worker's policies
+    // take input until every other one has hung up.
     drop(policy_txs);
 
     let clock = Clock::new(
@@ -537,13 +538,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
         }
     }
-    for t in policy_tasks {
-        match t.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => first_error = first_error.or(Some(RuntimeError::Log(e))),
-            Err(e) => first_error = first_error.or(Some(RuntimeError::Task(e.to_string()))),
-        }
-    }
     for t in source_tasks {
         match t.await {
             Ok(Ok(())) => {}
@@ -577,14 +571,14 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
     })
 }
 
-/// Sends SQL rules' actions on: customer-facing ones to their customer's policy task
-/// (as worker 0's input: an action due before what the task has applied applies at
-/// once), the others straight to their topic. The rules' priorities go to every policy
-/// task first, and again whenever a rule changes. Ends when the rules stop.
+/// Sends SQL rules' actions on: customer-facing ones to their customer's policies (as
+/// worker 0's input: an action due before what they have applied applies at once), the
+/// others straight to their topic. The rules' priorities go to every partition's
+/// policies first, and again whenever a rule changes. Ends when the rules stop.
 async fn forward_rule_actions(
     mut rx: mpsc::Receiver<Vec<footfall_operators::action::Action>>,
     mut priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
-    tasks: Vec<Option<mpsc::Sender<policy::PolicyMsg>>>,
+    tasks: Vec<Option<mpsc::UnboundedSender<policy::PolicyMsg>>>,
     sinks: Arc<sink::Sinks>,
 ) {
     use footfall_operators::action::OutputTopic;
@@ -602,7 +596,7 @@ async fn forward_rule_actions(
                     progress: Timestamp::MIN,
                     barrier: None,
                 };
-                if t.send(msg).await.is_err() {
+                if t.send(msg).is_err() {
                     return false;
                 }
             }
@@ -663,7 +657,7 @@ async fn forward_rule_actions(
                 progress: Timestamp::MIN,
                 barrier: None,
             };
-            if task.send(msg).await.is_err() {
+            if task.send(msg).is_err() {
                 return;
             }
         }

@@ -1,14 +1,16 @@
-//! Policy tasks: one per output partition (of the partitions this process owns, when
-//! several share the pipeline), between the partition workers and the `notifications`,
-//! `suppressions` and `conversions` topics.
+//! The delivery policies of each output partition (of the partitions this process
+//! owns, when several share the pipeline), between the partition workers and the
+//! `notifications`, `suppressions` and `conversions` topics.
 //!
-//! Every worker sends every policy task its batches: the customer-facing actions for
-//! that task's customers, the facts of its own events, and its progress (the pipeline
-//! clock it has reached). A task applies input only once every worker has passed it,
-//! in (time, kind, worker, sequence) order, so the outcome does not depend on which
-//! worker's message came first. A checkpoint barrier is aligned: after a worker's
-//! barrier its later messages wait until every worker's barrier is in, then the task
-//! writes its output and sends its state.
+//! A partition's customers are its worker's, so the worker applies their policies
+//! itself ([`Local`]): its own actions and facts go in by call, with no message, no
+//! other thread and no cold cache between them. Every other worker sends it batches:
+//! the customer-facing actions it made for these customers (a store's offers) and its
+//! progress (the pipeline clock it has reached). Input applies only once every worker
+//! has passed it, in (time, kind, worker, sequence) order, so the outcome does not
+//! depend on which worker's message came first. A checkpoint barrier is aligned: after
+//! a worker's barrier its later input waits until every worker's barrier is in, then
+//! the output is written and the state sent.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,7 +28,7 @@ use crate::log::LogError;
 use crate::metrics::{self, ByTrigger};
 use prometheus::core::{AtomicF64, AtomicU64};
 
-/// What a worker sends a policy task.
+/// What a worker sends a partition's policies.
 pub struct PolicyMsg {
     /// The sending worker.
     pub from: u32,
@@ -43,7 +45,7 @@ pub struct PolicyMsg {
 
 /// A worker passed a checkpoint barrier.
 pub struct Barrier {
-    /// Where this task's state goes (sent by the worker of the same index only).
+    /// Where the policies' state goes (from the partition's own worker only).
     pub reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
 }
 
@@ -60,89 +62,103 @@ pub fn restore(policy: &mut Policy, image: &dyn StateImage) -> Result<(), String
     failed.map_or(Ok(()), Err)
 }
 
-/// Where policy task `me` answers requests for live state (its customers' consent).
-pub struct LiveHook {
-    /// Where the rows go.
-    pub hub: Arc<footfall_sql::hub::Hub>,
-    /// The task's index.
-    pub me: u32,
+/// The policies of a worker's own customers (one output partition's), applied on the
+/// worker's task: its own actions and facts go in by call, other workers' (and the SQL
+/// rules') by message.
+pub struct Local {
+    policy: Policy,
+    task: Task,
+    /// Other workers' and the SQL rules' input; `None` once every sender is gone.
+    rx: Option<mpsc::UnboundedReceiver<PolicyMsg>>,
 }
 
-impl LiveHook {
-    fn publish(&self, requests: &mut tokio::sync::watch::Receiver<u64>, policy: &Policy) {
-        let generation = *requests.borrow_and_update();
-        let source = footfall_sql::hub::LiveSource::Policy(self.me);
-        self.hub.publish_live(source, generation, policy.live());
-    }
-}
-
-/// Runs one policy task until every worker has hung up; then applies everything up to
-/// the last clock (the end of a replay) and returns the policies.
-pub async fn run(
-    mut policy: Policy,
-    mut rx: mpsc::Receiver<PolicyMsg>,
-    workers: usize,
-    sinks: Arc<Sinks>,
-    stats: Arc<Stats>,
-    live: Option<LiveHook>,
-) -> Result<Policy, LogError> {
-    let mut requests = live.as_ref().map(|l| l.hub.live_requests());
-    let mut task = Task {
-        progress: vec![Timestamp::MIN; workers],
-        seq: vec![0; workers],
-        aligned: vec![false; workers],
-        reply: None,
-        stash: VecDeque::new(),
-        out: Output::default(),
-        held: 0,
-        counters: Counters::new(),
-        buf: Vec::with_capacity(4096),
-        sinks,
-        stats,
-    };
-    loop {
-        let asked = async {
-            let asked = match requests.as_mut() {
-                Some(r) => r.changed().await.is_ok(),
-                None => false,
-            };
-            if !asked {
-                std::future::pending::<()>().await;
-            }
-        };
-        let msg = tokio::select! {
-            m = rx.recv() => m,
-            _ = asked => {
-                if let (Some(l), Some(r)) = (&live, requests.as_mut()) {
-                    l.publish(r, &policy);
-                }
-                continue;
-            }
-        };
-        let Some(msg) = msg else { break };
-        task.on_msg(&mut policy, msg)?;
-        while task.aligned.iter().all(|a| !a) {
-            let Some(next) = task.stash.pop_front() else {
-                break;
-            };
-            task.on_msg(&mut policy, next)?;
+impl Local {
+    /// `policy`, for a pipeline of `workers` workers, taking others' input from `rx`.
+    pub fn new(
+        policy: Policy,
+        rx: mpsc::UnboundedReceiver<PolicyMsg>,
+        workers: usize,
+        sinks: Arc<Sinks>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Local {
+            policy,
+            task: Task {
+                progress: vec![Timestamp::MIN; workers],
+                seq: vec![0; workers],
+                aligned: vec![false; workers],
+                reply: None,
+                stash: VecDeque::new(),
+                out: Output::default(),
+                held: 0,
+                counters: Counters::new(),
+                buf: Vec::with_capacity(4096),
+                sinks,
+                stats,
+            },
+            rx: Some(rx),
         }
     }
-    for msg in std::mem::take(&mut task.stash) {
-        task.take(&mut policy, msg);
+
+    /// The next message from another worker or the rules; `None` once they have all
+    /// hung up (and ever after).
+    pub async fn recv(&mut self) -> Option<PolicyMsg> {
+        let msg = self.rx.as_mut()?.recv().await;
+        if msg.is_none() {
+            self.rx = None;
+        }
+        msg
     }
-    let end = task
-        .progress
-        .iter()
-        .copied()
-        .min()
-        .unwrap_or(Timestamp::MIN);
-    policy.finish(end, &mut task.out);
-    task.write(&policy)?;
-    Ok(policy)
+
+    /// Whether input may still come by message.
+    pub fn open(&self) -> bool {
+        self.rx.is_some()
+    }
+
+    /// Takes in `msg`, and what else is already queued, then writes what they decided:
+    /// one write (and one flush per partition) for the lot.
+    pub fn take(&mut self, msg: PolicyMsg) -> Result<(), LogError> {
+        self.task.on_msg(&mut self.policy, msg)?;
+        for _ in 1..DRAIN {
+            let Some(Ok(msg)) = self.rx.as_mut().map(|rx| rx.try_recv()) else {
+                break;
+            };
+            self.task.on_msg(&mut self.policy, msg)?;
+        }
+        if !self.task.out.is_empty() {
+            self.task.write(&self.policy)?;
+        }
+        Ok(())
+    }
+
+    /// No more input will come: applies everything up to the last clock (the end of a
+    /// replay) and writes it.
+    pub fn finish(&mut self) -> Result<(), LogError> {
+        for msg in std::mem::take(&mut self.task.stash) {
+            self.task.take(&mut self.policy, msg);
+        }
+        let end = self
+            .task
+            .progress
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Timestamp::MIN);
+        self.policy.finish(end, &mut self.task.out);
+        self.task.write(&self.policy)
+    }
+
+    /// Each customer's consent, zone and home store (SQL's `customers` table).
+    pub fn live(&self) -> footfall_operators::live::Live {
+        self.policy.live()
+    }
 }
 
-/// The counters a policy task adds to, per trigger.
+/// Messages a worker takes in for its policies, at most, before it writes what they
+/// decided.
+const DRAIN: usize = 64;
+
+/// The counters the policies add to, per trigger.
 struct Counters {
     actions: ByTrigger<AtomicU64>,
     suppressed: ByTrigger<AtomicU64>,
@@ -178,7 +194,20 @@ struct Task {
 }
 
 impl Task {
-    fn on_msg(&mut self, policy: &mut Policy, mut msg: PolicyMsg) -> Result<(), LogError> {
+    /// Takes in `msg`, and the messages stashed behind a barrier once it is aligned.
+    /// Output waits for [`write`](Self::write) but at a barrier.
+    fn on_msg(&mut self, policy: &mut Policy, msg: PolicyMsg) -> Result<(), LogError> {
+        self.on_one(policy, msg)?;
+        while self.aligned.iter().all(|a| !a) {
+            let Some(next) = self.stash.pop_front() else {
+                break;
+            };
+            self.on_one(policy, next)?;
+        }
+        Ok(())
+    }
+
+    fn on_one(&mut self, policy: &mut Policy, mut msg: PolicyMsg) -> Result<(), LogError> {
         let from = msg.from as usize;
         if self.aligned[from] {
             self.stash.push_back(msg);
@@ -205,11 +234,7 @@ impl Task {
                     let _ = r.send(policy.snapshot());
                 }
                 self.aligned.iter_mut().for_each(|a| *a = false);
-                return Ok(());
             }
-        }
-        if !self.out.is_empty() {
-            self.write(policy)?;
         }
         Ok(())
     }

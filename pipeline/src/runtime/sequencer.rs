@@ -80,7 +80,7 @@ pub struct Sequencer {
     share: Assignment,
 }
 
-/// Per worker, where its state and its policy task's state arrive at a barrier.
+/// Per worker, where its state and its partition's policies' state arrive at a barrier.
 pub type Replies = Vec<(
     oneshot::Receiver<Snapshot>,
     oneshot::Receiver<Box<dyn footfall_operators::state::StateImage>>,

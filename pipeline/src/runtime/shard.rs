@@ -13,7 +13,7 @@ use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
-use super::policy::{Barrier, PolicyMsg};
+use super::policy::{Barrier, Local, PolicyMsg};
 use super::sink::Sinks;
 use super::stats::Stats;
 use crate::log::LogError;
@@ -63,11 +63,12 @@ pub enum Work {
         at: Timestamp,
     },
     /// A checkpoint barrier: write out held actions, pass the barrier on to every
-    /// policy task, then send the worker's state.
+    /// partition's policies, then send the worker's state.
     Snapshot {
         /// Where the state goes.
         reply: oneshot::Sender<Snapshot>,
-        /// Where the policy task of the same index sends its state.
+        /// Where the worker's own policies send their state, once every worker's barrier
+        /// is in.
         policy: oneshot::Sender<Box<dyn StateImage>>,
     },
     /// Merge state exported by another worker into `key`.
@@ -95,9 +96,9 @@ struct Pending {
     arrived: Vec<Timestamp>,
     buf: Vec<u8>,
     latencies: Vec<u32>,
-    /// Per policy task: actions and facts not yet sent.
+    /// Per partition's policies: actions and facts not yet sent.
     outbox: Vec<Vec<(Timestamp, Input)>>,
-    /// No policy tasks (measuring only): customer-facing actions are written here.
+    /// No policies (measuring only): customer-facing actions are written here.
     direct: bool,
 }
 
@@ -115,8 +116,8 @@ impl Pending {
             return Ok(());
         }
         let m = metrics::get();
-        // Customer-facing actions go on to their customer's policy task; the time they
-        // took to get there is their latency (what the policies hold back is by design).
+        // Customer-facing actions go on to their customer's policies; the time they took
+        // to get there is their latency (what the policies hold back is by design).
         let n = self.outbox.len() as u32;
         let actions = std::mem::take(&mut self.actions);
         let read_ats = std::mem::take(&mut self.read_ats);
@@ -154,8 +155,8 @@ impl Pending {
     }
 }
 
-/// Tells the policy tasks of keys whose state just expired on `worker` (untouched for
-/// the state TTL) to drop theirs too, at `at`.
+/// Tells the policies of keys whose state just expired on `worker` (untouched for the
+/// state TTL) to drop theirs too, at `at`.
 fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp, arrived: Timestamp) {
     let n = p.outbox.len() as u32;
     let expired = worker.take_expired_keys();
@@ -168,28 +169,36 @@ fn expire(worker: &mut Worker, p: &mut Pending, at: Timestamp, arrived: Timestam
     }
 }
 
-/// A worker's links to the policy tasks.
+/// Inputs for other partitions' policies that a worker with more batches waiting
+/// gathers, at most, before it sends them.
+const SEND_AT: usize = 2048;
+
+/// A worker's links to every partition's policies.
 pub struct Policies {
-    /// This worker's index (the policy task of its own customers).
+    /// This worker's index (the partition of its own customers).
     pub me: u32,
-    /// Every policy task, by output partition (`None`: another process runs it).
-    pub tasks: Vec<Option<mpsc::Sender<PolicyMsg>>>,
-    /// The progress last sent to each task.
+    /// The policies of this worker's own customers, applied here (`None`: another
+    /// process applies them, or none does).
+    pub local: Option<Local>,
+    /// The other partitions' policies, by partition (`None`: this worker's own, or
+    /// another process runs them).
+    pub tasks: Vec<Option<mpsc::UnboundedSender<PolicyMsg>>>,
+    /// The progress last sent to each partition.
     pub sent: Vec<Timestamp>,
-    /// No policy tasks at all (measuring only): customer-facing actions go straight to
+    /// No policies at all (measuring only): customer-facing actions go straight to
     /// `notifications`, and no facts are gathered for them.
     pub direct: bool,
 }
 
-/// A task with nothing new from this worker hears of its progress at most this often
-/// (event time): progress only lets it decide sooner, and a message per batch per task
-/// costs more than the policies themselves.
+/// Another partition with nothing new from this worker hears of its progress at most
+/// this often (event time): progress only lets it decide sooner, and a message per
+/// batch per partition costs more than the policies themselves.
 const PROGRESS_EVERY: Span = Span::from_secs(1);
 
 impl Policies {
-    /// Sends every policy task its outbox and this worker's progress, and the barrier
-    /// when there is one.
-    async fn send(
+    /// Sends every partition's policies their outbox and this worker's progress, and
+    /// the barrier when there is one; this worker's own apply them at once.
+    fn send(
         &mut self,
         p: &mut Pending,
         progress: Timestamp,
@@ -198,6 +207,21 @@ impl Policies {
     ) -> Result<(), LogError> {
         let at_barrier = barrier.is_some();
         for (j, tx) in self.tasks.iter().enumerate() {
+            if j as u32 == self.me
+                && let Some(local) = &mut self.local
+            {
+                if !at_barrier && p.outbox[j].is_empty() && progress <= self.sent[j] {
+                    continue;
+                }
+                self.sent[j] = progress;
+                local.take(PolicyMsg {
+                    from: self.me,
+                    items: std::mem::take(&mut p.outbox[j]),
+                    progress,
+                    barrier: barrier.take().map(|reply| Barrier { reply: Some(reply) }),
+                })?;
+                continue;
+            }
             let Some(tx) = tx else {
                 // Another worker process's customers: it makes their actions itself, and
                 // checkpoints their policies.
@@ -230,10 +254,10 @@ impl Policies {
                     },
                 }),
             };
-            tx.send(msg).await.map_err(|_| LogError::Io {
-                op: "send to policy task",
+            tx.send(msg).map_err(|_| LogError::Io {
+                op: "send to a partition's policies",
                 path: std::path::PathBuf::new(),
-                source: std::io::Error::other("the policy task stopped"),
+                source: std::io::Error::other("the partition's worker stopped"),
             })?;
         }
         Ok(())
@@ -273,11 +297,17 @@ impl Retain {
         self.requests.has_changed().unwrap_or(false)
     }
 
-    /// Answers the latest request for live state with `worker`'s rows.
-    fn publish_live(&mut self, worker: &Worker) {
+    /// Answers the latest request for live state with `worker`'s rows, and its own
+    /// customers' policies' when it applies them.
+    fn publish_live(&mut self, worker: &Worker, policies: Option<&Local>) {
+        use footfall_sql::hub::LiveSource;
         let generation = *self.requests.borrow_and_update();
-        let source = footfall_sql::hub::LiveSource::Worker(self.me);
+        let source = LiveSource::Worker(self.me);
         self.hub.publish_live(source, generation, worker.live());
+        if let Some(p) = policies {
+            let source = LiveSource::Policy(self.me);
+            self.hub.publish_live(source, generation, p.live());
+        }
     }
 
     /// How long until unpublished rows are due to be published, if there are any.
@@ -303,8 +333,20 @@ impl Retain {
 /// What woke an idle worker.
 enum Wake {
     Batch(Option<Vec<Work>>),
+    Policy(Option<PolicyMsg>),
     Due,
     Live,
+}
+
+/// Resolves when a query asks `retain` for live state (never without one).
+async fn live_asked(retain: &mut Option<Retain>) {
+    let asked = match retain.as_mut() {
+        Some(r) => r.requests.changed().await.is_ok(),
+        None => false,
+    };
+    if !asked {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Runs one partition worker until the sequencer hangs up.
@@ -342,18 +384,22 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => Wake::Due,
-            _ = async {
-                let asked = match retain.as_mut() {
-                    Some(r) => r.requests.changed().await.is_ok(),
-                    None => false,
-                };
-                if !asked {
-                    std::future::pending::<()>().await;
+            m = async {
+                match policies.local.as_mut() {
+                    Some(l) if l.open() => l.recv().await,
+                    _ => std::future::pending().await,
                 }
-            } => Wake::Live,
+            } => Wake::Policy(m),
+            _ = live_asked(&mut retain) => Wake::Live,
         };
         let next = match wake {
             Wake::Batch(b) => b,
+            Wake::Policy(msg) => {
+                if let (Some(msg), Some(local)) = (msg, &mut policies.local) {
+                    local.take(msg)?;
+                }
+                continue;
+            }
             Wake::Due => {
                 if let Some(r) = &mut retain {
                     r.publish(worker.clock(), true);
@@ -362,7 +408,7 @@ pub async fn run(
             }
             Wake::Live => {
                 if let Some(r) = &mut retain {
-                    r.publish_live(&worker);
+                    r.publish_live(&worker, policies.local.as_ref());
                 }
                 continue;
             }
@@ -411,12 +457,10 @@ pub async fn run(
                 }
                 Work::Snapshot { reply, policy } => {
                     // Actions of events before the barrier are in the log (or with
-                    // their policy task, ahead of its barrier) before the state that
+                    // their policies, ahead of the barrier) before the state that
                     // says they fired is in a checkpoint.
                     p.emit()?;
-                    policies
-                        .send(&mut p, worker.clock(), Some(policy), false)
-                        .await?;
+                    policies.send(&mut p, worker.clock(), Some(policy), false)?;
                     let paused = Instant::now();
                     let snap = worker.snapshot();
                     let secs = paused.elapsed();
@@ -459,11 +503,16 @@ pub async fn run(
             p.mark(read_at, arrived);
         }
         p.emit()?;
-        policies.send(&mut p, worker.clock(), None, false).await?;
+        // While more batches wait, their input joins this one's: fewer, fuller messages
+        // (and wake-ups) for other partitions, and nothing held once the worker is idle.
+        let queued: usize = p.outbox.iter().map(Vec::len).sum();
+        if rx.is_empty() || queued >= SEND_AT {
+            policies.send(&mut p, worker.clock(), None, false)?;
+        }
         if let Some(r) = &mut retain {
             r.publish(worker.clock(), false);
             if r.live_asked() {
-                r.publish_live(&worker);
+                r.publish_live(&worker, policies.local.as_ref());
             }
         }
         for (op, n) in worker.take_evicted() {
@@ -477,7 +526,28 @@ pub async fn run(
     if let Some(r) = &mut retain {
         r.publish(worker.clock(), true);
     }
-    // The input ended: the policy tasks apply everything up to this worker's clock.
-    policies.send(&mut p, worker.clock(), None, true).await?;
+    // The input ended: the policies apply everything up to this worker's clock. Other
+    // partitions' hear no more from it; its own take the other workers' input until
+    // they have all sent their last.
+    policies.send(&mut p, worker.clock(), None, true)?;
+    policies.tasks.iter_mut().for_each(|t| *t = None);
+    if let Some(local) = &mut policies.local {
+        loop {
+            let msg = tokio::select! {
+                m = local.recv() => Some(m),
+                _ = live_asked(&mut retain) => None,
+            };
+            match msg {
+                Some(Some(msg)) => local.take(msg)?,
+                Some(None) => break,
+                None => {
+                    if let Some(r) = &mut retain {
+                        r.publish_live(&worker, Some(local));
+                    }
+                }
+            }
+        }
+        local.finish()?;
+    }
     Ok(worker)
 }
