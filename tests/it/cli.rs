@@ -241,6 +241,10 @@ fn bench_measures_the_policies_against_a_replay_without_them() {
             .unwrap_or_else(|e| panic!("{e}: {line}"))
     };
     assert!(out.contains("policies and identity add"), "{out}");
+    assert!(
+        out.contains("single rounds: +") || out.contains("single rounds: -"),
+        "{out}"
+    );
     // The demo customers' consent suppresses some of what the triggers make.
     let with = figure("actions written:", "actions written:");
     let without = figure("actions written:", "with (after the policies),");

@@ -219,13 +219,25 @@ impl BenchArgs {
             ..rounds[0].1
         };
         println!("  {:<7} {}   {}", "median", cells(&with), cells(&without));
-        let wall = med(&|r| r.0.replay_secs / r.1.replay_secs.max(1e-9));
-        let cpu = med(&|r| r.0.cpu_secs / r.1.cpu_secs.max(1e-9));
+        let wall = |r: &(Figures, Figures)| r.0.replay_secs / r.1.replay_secs.max(1e-9);
+        let cpu = |r: &(Figures, Figures)| r.0.cpu_secs / r.1.cpu_secs.max(1e-9);
+        let pct = |ratio: f64| (ratio - 1.0) * 100.0;
         println!(
             "  policies and identity add {:+.1} % wall time and {:+.1} % CPU time to the replay \
              (median of the rounds' ratios)",
-            (wall - 1.0) * 100.0,
-            (cpu - 1.0) * 100.0
+            pct(med(&wall)),
+            pct(med(&cpu))
+        );
+        // How far single rounds stray: how much one figure alone could be trusted.
+        let range = |f: &dyn Fn(&(Figures, Figures)) -> f64| {
+            let v = rounds.iter().map(f);
+            let (lo, hi) = v.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
+            format!("{:+.1} to {:+.1} %", pct(lo), pct(hi))
+        };
+        println!(
+            "  single rounds: {} wall time, {} CPU time",
+            range(&wall),
+            range(&cpu)
         );
         println!(
             "  actions written: {} with (after the policies), {} without",
