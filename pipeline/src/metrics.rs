@@ -86,7 +86,7 @@ pub struct Metrics {
     /// `footfall_checkpoint_duration_seconds`: barrier to manifest written.
     pub checkpoint_duration: Histogram,
     /// `footfall_checkpoint_stall_seconds`: how long a partition worker paused to copy
-    /// its state for a checkpoint.
+    /// its state for a checkpoint (its operators', and apart its policies').
     pub checkpoint_stall: Histogram,
     /// `footfall_checkpoint_bytes`: size of the last checkpoint.
     pub checkpoint_bytes: IntGauge,

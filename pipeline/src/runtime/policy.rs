@@ -231,7 +231,13 @@ impl Task {
                 // Output before state: what the checkpoint says was decided is written.
                 self.write(policy)?;
                 if let Some(r) = self.reply.take() {
-                    let _ = r.send(policy.snapshot());
+                    // The worker that applies these policies pauses for their copy too.
+                    let paused = std::time::Instant::now();
+                    let image = policy.snapshot();
+                    let secs = paused.elapsed();
+                    metrics::get().checkpoint_stall.observe(secs.as_secs_f64());
+                    self.stats.stall(secs.as_micros() as u64);
+                    let _ = r.send(image);
                 }
                 self.aligned.iter_mut().for_each(|a| *a = false);
             }
