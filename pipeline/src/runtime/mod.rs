@@ -302,7 +302,6 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         locals.push(Some(local));
         policy_txs.push(Some(tx));
     }
-    let mut locals = locals.into_iter();
     for i in 0..n as usize {
         let (tx, rx) = mpsc::channel(cap);
         let mut worker = Worker::new(triggers::build(&cfg.triggers)).with_state_ttl(
@@ -322,7 +321,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
         tasks[i] = None;
         let policies = shard::Policies {
             me: i as u32,
-            local: locals.next().flatten(),
+            local: locals[i].take(),
             tasks,
             sent: vec![Timestamp::MIN; n as usize],
             direct: opts.without_policies,

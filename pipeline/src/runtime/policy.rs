@@ -67,9 +67,22 @@ pub fn restore(policy: &mut Policy, image: &dyn StateImage) -> Result<(), String
 /// rules') by message.
 pub struct Local {
     policy: Policy,
-    task: Task,
     /// Other workers' and the SQL rules' input; `None` once every sender is gone.
     rx: Option<mpsc::UnboundedReceiver<PolicyMsg>>,
+    /// Per worker: its clock, the inputs taken from it, whether its barrier is in.
+    progress: Vec<Timestamp>,
+    seq: Vec<u64>,
+    aligned: Vec<bool>,
+    reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
+    /// Messages from workers past a barrier that is not yet aligned.
+    stash: VecDeque<PolicyMsg>,
+    out: Output,
+    /// Actions held, as last added to `footfall_actions_held`.
+    held: i64,
+    counters: Counters,
+    buf: Vec<u8>,
+    sinks: Arc<Sinks>,
+    stats: Arc<Stats>,
 }
 
 impl Local {
@@ -83,20 +96,18 @@ impl Local {
     ) -> Self {
         Local {
             policy,
-            task: Task {
-                progress: vec![Timestamp::MIN; workers],
-                seq: vec![0; workers],
-                aligned: vec![false; workers],
-                reply: None,
-                stash: VecDeque::new(),
-                out: Output::default(),
-                held: 0,
-                counters: Counters::new(),
-                buf: Vec::with_capacity(4096),
-                sinks,
-                stats,
-            },
             rx: Some(rx),
+            progress: vec![Timestamp::MIN; workers],
+            seq: vec![0; workers],
+            aligned: vec![false; workers],
+            reply: None,
+            stash: VecDeque::new(),
+            out: Output::default(),
+            held: 0,
+            counters: Counters::new(),
+            buf: Vec::with_capacity(4096),
+            sinks,
+            stats,
         }
     }
 
@@ -118,15 +129,15 @@ impl Local {
     /// Takes in `msg`, and what else is already queued, then writes what they decided:
     /// one write (and one flush per partition) for the lot.
     pub fn take(&mut self, msg: PolicyMsg) -> Result<(), LogError> {
-        self.task.on_msg(&mut self.policy, msg)?;
+        self.on_msg(msg)?;
         for _ in 1..DRAIN {
             let Some(Ok(msg)) = self.rx.as_mut().map(|rx| rx.try_recv()) else {
                 break;
             };
-            self.task.on_msg(&mut self.policy, msg)?;
+            self.on_msg(msg)?;
         }
-        if !self.task.out.is_empty() {
-            self.task.write(&self.policy)?;
+        if !self.out.is_empty() {
+            self.write()?;
         }
         Ok(())
     }
@@ -134,18 +145,11 @@ impl Local {
     /// No more input will come: applies everything up to the last clock (the end of a
     /// replay) and writes it.
     pub fn finish(&mut self) -> Result<(), LogError> {
-        for msg in std::mem::take(&mut self.task.stash) {
-            self.task.take(&mut self.policy, msg);
+        for msg in std::mem::take(&mut self.stash) {
+            self.push(msg);
         }
-        let end = self
-            .task
-            .progress
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Timestamp::MIN);
-        self.policy.finish(end, &mut self.task.out);
-        self.task.write(&self.policy)
+        self.policy.finish(self.frontier(), &mut self.out);
+        self.write()
     }
 
     /// Each customer's consent, zone and home store (SQL's `customers` table).
@@ -178,50 +182,38 @@ impl Counters {
     }
 }
 
-struct Task {
-    progress: Vec<Timestamp>,
-    seq: Vec<u64>,
-    aligned: Vec<bool>,
-    reply: Option<oneshot::Sender<Box<dyn StateImage>>>,
-    stash: VecDeque<PolicyMsg>,
-    out: Output,
-    /// Actions held, as last added to `footfall_actions_held`.
-    held: i64,
-    counters: Counters,
-    buf: Vec<u8>,
-    sinks: Arc<Sinks>,
-    stats: Arc<Stats>,
-}
+impl Local {
+    /// Every worker has passed this clock.
+    fn frontier(&self) -> Timestamp {
+        self.progress
+            .iter()
+            .copied()
+            .min()
+            .unwrap_or(Timestamp::MIN)
+    }
 
-impl Task {
     /// Takes in `msg`, and the messages stashed behind a barrier once it is aligned.
     /// Output waits for [`write`](Self::write) but at a barrier.
-    fn on_msg(&mut self, policy: &mut Policy, msg: PolicyMsg) -> Result<(), LogError> {
-        self.on_one(policy, msg)?;
+    fn on_msg(&mut self, msg: PolicyMsg) -> Result<(), LogError> {
+        self.on_one(msg)?;
         while self.aligned.iter().all(|a| !a) {
             let Some(next) = self.stash.pop_front() else {
                 break;
             };
-            self.on_one(policy, next)?;
+            self.on_one(next)?;
         }
         Ok(())
     }
 
-    fn on_one(&mut self, policy: &mut Policy, mut msg: PolicyMsg) -> Result<(), LogError> {
+    fn on_one(&mut self, mut msg: PolicyMsg) -> Result<(), LogError> {
         let from = msg.from as usize;
         if self.aligned[from] {
             self.stash.push_back(msg);
             return Ok(());
         }
         let barrier = msg.barrier.take();
-        self.take(policy, msg);
-        let frontier = self
-            .progress
-            .iter()
-            .copied()
-            .min()
-            .unwrap_or(Timestamp::MIN);
-        policy.advance(frontier, &mut self.out);
+        self.push(msg);
+        self.policy.advance(self.frontier(), &mut self.out);
         if let Some(b) = barrier {
             self.aligned[from] = true;
             if b.reply.is_some() {
@@ -229,14 +221,12 @@ impl Task {
             }
             if self.aligned.iter().all(|a| *a) {
                 // Output before state: what the checkpoint says was decided is written.
-                self.write(policy)?;
+                self.write()?;
                 if let Some(r) = self.reply.take() {
                     // The worker that applies these policies pauses for their copy too.
                     let paused = std::time::Instant::now();
-                    let image = policy.snapshot();
-                    let secs = paused.elapsed();
-                    metrics::get().checkpoint_stall.observe(secs.as_secs_f64());
-                    self.stats.stall(secs.as_micros() as u64);
+                    let image = self.policy.snapshot();
+                    self.stats.worker_paused(paused.elapsed());
                     let _ = r.send(image);
                 }
                 self.aligned.iter_mut().for_each(|a| *a = false);
@@ -245,16 +235,18 @@ impl Task {
         Ok(())
     }
 
-    fn take(&mut self, policy: &mut Policy, msg: PolicyMsg) {
+    /// Hands `msg`'s items to the policies and records the sender's progress.
+    fn push(&mut self, msg: PolicyMsg) {
         let from = msg.from as usize;
         for (arrived, input) in msg.items {
-            policy.push_arrived(msg.from, self.seq[from], arrived, input, &mut self.out);
+            self.policy
+                .push_arrived(msg.from, self.seq[from], arrived, input, &mut self.out);
             self.seq[from] += 1;
         }
         self.progress[from] = self.progress[from].max(msg.progress);
     }
 
-    fn write(&mut self, policy: &Policy) -> Result<(), LogError> {
+    fn write(&mut self) -> Result<(), LogError> {
         let m = metrics::get();
         let out = &mut self.out;
         let now = Timestamp::now();
@@ -306,7 +298,7 @@ impl Task {
         out.conversions.clear();
         out.erased = 0;
         out.duplicates = 0;
-        let held = policy.held() as i64;
+        let held = self.policy.held() as i64;
         m.actions_held.add(held - self.held);
         self.held = held;
         Ok(())

@@ -463,9 +463,7 @@ pub async fn run(
                     policies.send(&mut p, worker.clock(), Some(policy), false)?;
                     let paused = Instant::now();
                     let snap = worker.snapshot();
-                    let secs = paused.elapsed();
-                    m.checkpoint_stall.observe(secs.as_secs_f64());
-                    p.stats.stall(secs.as_micros() as u64);
+                    p.stats.worker_paused(paused.elapsed());
                     let _ = reply.send(snap);
                     continue;
                 }

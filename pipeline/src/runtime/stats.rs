@@ -137,6 +137,15 @@ impl Stats {
         self.stall_max_us.fetch_max(us, Ordering::Relaxed);
     }
 
+    /// A partition worker paused `d` to copy state for a checkpoint (its operators', or
+    /// apart its policies'): `footfall_checkpoint_stall_seconds` and the longest pause.
+    pub(crate) fn worker_paused(&self, d: std::time::Duration) {
+        crate::metrics::get()
+            .checkpoint_stall
+            .observe(d.as_secs_f64());
+        self.stall(d.as_micros() as u64);
+    }
+
     /// The checkpoints written so far.
     pub fn checkpoints(&self) -> CheckpointStats {
         CheckpointStats {
