@@ -26,9 +26,11 @@ pub struct BenchParams {
     pub seed: u64,
     /// The memory workload: one open cart per customer instead of browsing sessions.
     pub open_carts: bool,
-    /// No delivery policies and no identity graph: the baseline their cost is measured
-    /// against (see [`crate::runtime::RunOptions::without_policies`]).
+    /// No delivery policies (see [`crate::runtime::RunOptions::without_policies`]).
     pub without_policies: bool,
+    /// No identity graph (see [`crate::runtime::RunOptions::without_identity`]); with
+    /// `without_policies`, the baseline their cost is measured against.
+    pub without_identity: bool,
 }
 
 /// The figures.
@@ -202,6 +204,7 @@ pub async fn measure(
             rule_actions: None,
             rule_priorities: None,
             without_policies: p.without_policies,
+            without_identity: p.without_identity,
         },
     )
     .await?;

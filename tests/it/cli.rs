@@ -220,6 +220,7 @@ fn bench_measures_the_policies_against_a_replay_without_them() {
             "--events",
             "20000",
             "--policy-cost",
+            "--split",
             "--rounds",
             "1",
         ],
@@ -258,4 +259,11 @@ fn bench_measures_the_policies_against_a_replay_without_them() {
         2,
         "both replays' figures: {out}"
     );
+    // `--split`: each of the two alone against the same baseline. The policies alone
+    // suppress some of what the triggers make; the identity graph alone suppresses none
+    // of what its triggers make, which the policies then do.
+    let alone_policies = figure("the delivery policies alone:", "CPU;");
+    let alone_identity = figure("the identity graph alone:", "CPU;");
+    assert!(0 < alone_policies && alone_policies < without, "{out}");
+    assert!(with < alone_identity, "{out}");
 }

@@ -35,16 +35,24 @@ pub struct BenchArgs {
     /// Memory workload: one open cart per customer (`--customers`, default `--events`).
     #[arg(long)]
     open_carts: bool,
-    /// Replay without the delivery policies and the identity graph: customer-facing
-    /// actions are written as their triggers make them, events keyed by their own ids.
-    /// The baseline of `--policy-cost`; never how footfall runs for customers.
+    /// Replay without the delivery policies: customer-facing actions are written as
+    /// their triggers make them. With `--without-identity`, the baseline of
+    /// `--policy-cost`; never how footfall runs for customers.
     #[arg(long, conflicts_with_all = ["sql", "open_carts"])]
     without_policies: bool,
+    /// Replay without the identity graph: events are keyed by their own ids, so a
+    /// device is never its customer. Never how footfall runs for customers.
+    #[arg(long, conflicts_with_all = ["sql", "open_carts"])]
+    without_identity: bool,
     /// What the delivery policies and the identity graph cost: replays one input with
     /// and without them, `--rounds` times each in alternation, each replay in a process
     /// of its own, and prints both figures and their ratio.
-    #[arg(long, conflicts_with_all = ["sql", "open_carts", "rate", "without_policies"])]
+    #[arg(long, conflicts_with_all = ["sql", "open_carts", "rate", "without_policies", "without_identity"])]
     policy_cost: bool,
+    /// With `--policy-cost`: also replay with each of the two alone in every round, and
+    /// print what each adds by itself.
+    #[arg(long, requires = "policy_cost")]
+    split: bool,
     /// Rounds for `--policy-cost` (the machine's noise moves single replays by several
     /// per cent: the median of each round's ratio is the figure).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
@@ -102,6 +110,7 @@ impl BenchArgs {
             seed: self.seed,
             open_carts: self.open_carts,
             without_policies: self.without_policies,
+            without_identity: self.without_identity,
         };
         if self.prepare_only {
             let prepared = bench::prepare(&cfg, &dir, &p)?;
@@ -125,7 +134,7 @@ impl BenchArgs {
             self.prepare_in_child(&dir)?
         };
         let r = bench::measure(&cfg, &dir, &p, prepared).await?;
-        print_report(&r, self.rate, self.without_policies);
+        print_report(&r, self.rate, Variant::of(&p));
         Ok(())
     }
 
@@ -153,8 +162,9 @@ impl BenchArgs {
         serde_json::from_slice(&out.stdout).context("reading the bench input summary")
     }
 
-    /// `--policy-cost`: rounds of a replay with and one without, alternating which goes
-    /// first, each over a fresh copy of one input.
+    /// `--policy-cost`: rounds of a replay with and one without (and, with `--split`,
+    /// one with each alone), rotating which goes first, each over a fresh copy of one
+    /// input.
     fn policy_cost(&self, dir: &Path) -> anyhow::Result<()> {
         let input = dir.join("input");
         let run = dir.join("replay");
@@ -170,81 +180,147 @@ impl BenchArgs {
             "  {:<7} {:^36}   {:^36}",
             "round", "with policies and identity", "without"
         );
-        let mut rounds = Vec::new();
-        for r in 0..self.rounds {
-            let mut pair = [None, None];
-            // Odd rounds start without: drift in the machine's load favours neither.
-            let order = if r % 2 == 0 {
-                [true, false]
-            } else {
-                [false, true]
-            };
-            for with in order {
+        let variants: &[Variant] = if self.split {
+            &[
+                Variant::BOTH,
+                Variant::NEITHER,
+                Variant::POLICIES,
+                Variant::IDENTITY,
+            ]
+        } else {
+            &[Variant::BOTH, Variant::NEITHER]
+        };
+        // Per round, each variant's figures, in the order of `variants`.
+        let mut rounds: Vec<Vec<Figures>> = Vec::new();
+        for r in 0..self.rounds as usize {
+            let mut figures: Vec<Option<Figures>> = vec![None; variants.len()];
+            // Each round starts with another: drift in the machine's load favours none.
+            for k in 0..variants.len() {
+                let i = (r + k) % variants.len();
+                let v = variants[i];
                 copy_input(&input, &run)?;
                 let mut child = self.child(&run)?;
                 child.arg("--measure-only");
-                if !with {
+                if !v.policies {
                     child.arg("--without-policies");
+                }
+                if !v.identity {
+                    child.arg("--without-identity");
                 }
                 let out = child.output()?;
                 if !out.status.success() {
-                    bail!(
-                        "round {} ({} policies) failed ({})",
-                        r + 1,
-                        if with { "with" } else { "without" },
-                        out.status
-                    );
+                    bail!("round {} ({}) failed ({})", r + 1, v.name(), out.status);
                 }
                 let f: Figures =
                     serde_json::from_slice(&out.stdout).context("reading a round's figures")?;
-                pair[usize::from(!with)] = Some(f);
+                figures[i] = Some(f);
             }
-            let [Some(with), Some(without)] = pair else {
-                unreachable!("both replays of the round ran")
-            };
-            println!("  {:<7} {}   {}", r + 1, cells(&with), cells(&without));
-            rounds.push((with, without));
+            let figures: Vec<Figures> = figures.into_iter().flatten().collect();
+            println!(
+                "  {:<7} {}   {}",
+                r + 1,
+                cells(&figures[0]),
+                cells(&figures[1])
+            );
+            rounds.push(figures);
         }
         std::fs::remove_dir_all(&run).ok();
-        let med = |f: &dyn Fn(&(Figures, Figures)) -> f64| median(rounds.iter().map(f));
-        // Each side's median wall and CPU time (events and actions are the same every round).
-        let with = Figures {
-            replay_secs: med(&|r| r.0.replay_secs),
-            cpu_secs: med(&|r| r.0.cpu_secs),
-            ..rounds[0].0
+        let med = |f: &dyn Fn(&[Figures]) -> f64| median(rounds.iter().map(|r| f(r)));
+        // A variant's median wall and CPU time (events and actions are the same every round).
+        let medians = |i: usize| Figures {
+            replay_secs: med(&|r| r[i].replay_secs),
+            cpu_secs: med(&|r| r[i].cpu_secs),
+            ..rounds[0][i]
         };
-        let without = Figures {
-            replay_secs: med(&|r| r.1.replay_secs),
-            cpu_secs: med(&|r| r.1.cpu_secs),
-            ..rounds[0].1
-        };
-        println!("  {:<7} {}   {}", "median", cells(&with), cells(&without));
-        let wall = |r: &(Figures, Figures)| r.0.replay_secs / r.1.replay_secs.max(1e-9);
-        let cpu = |r: &(Figures, Figures)| r.0.cpu_secs / r.1.cpu_secs.max(1e-9);
+        println!(
+            "  {:<7} {}   {}",
+            "median",
+            cells(&medians(0)),
+            cells(&medians(1))
+        );
         let pct = |ratio: f64| (ratio - 1.0) * 100.0;
+        // Variant `i` against the baseline of its round: wall time, then CPU time.
+        let wall = |i: usize| move |r: &[Figures]| r[i].replay_secs / r[1].replay_secs.max(1e-9);
+        let cpu = |i: usize| move |r: &[Figures]| r[i].cpu_secs / r[1].cpu_secs.max(1e-9);
         println!(
             "  policies and identity add {:+.1} % wall time and {:+.1} % CPU time to the replay \
              (median of the rounds' ratios)",
-            pct(med(&wall)),
-            pct(med(&cpu))
+            pct(med(&wall(0))),
+            pct(med(&cpu(0)))
         );
         // How far single rounds stray: how much one figure alone could be trusted.
-        let range = |f: &dyn Fn(&(Figures, Figures)) -> f64| {
-            let v = rounds.iter().map(f);
+        let range = |f: &dyn Fn(&[Figures]) -> f64| {
+            let v = rounds.iter().map(|r| f(r));
             let (lo, hi) = v.fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
             format!("{:+.1} to {:+.1} %", pct(lo), pct(hi))
         };
         println!(
             "  single rounds: {} wall time, {} CPU time",
-            range(&wall),
-            range(&cpu)
+            range(&wall(0)),
+            range(&cpu(0))
         );
+        for (i, v) in variants.iter().enumerate().skip(2) {
+            let m = medians(i);
+            println!(
+                "  {} alone: {:+.1} % wall time, {:+.1} % CPU time (single rounds {} wall); \
+                 median {:.2} s, {:.2} s CPU; {} actions written",
+                v.name(),
+                pct(med(&wall(i))),
+                pct(med(&cpu(i))),
+                range(&wall(i)),
+                m.replay_secs,
+                m.cpu_secs,
+                thousands(m.actions),
+            );
+        }
         println!(
             "  actions written: {} with (after the policies), {} without",
-            thousands(rounds[0].0.actions),
-            thousands(rounds[0].1.actions)
+            thousands(rounds[0][0].actions),
+            thousands(rounds[0][1].actions)
         );
         Ok(())
+    }
+}
+
+/// What a replay runs with: the delivery policies, the identity graph.
+#[derive(Clone, Copy)]
+struct Variant {
+    policies: bool,
+    identity: bool,
+}
+
+impl Variant {
+    const BOTH: Variant = Variant {
+        policies: true,
+        identity: true,
+    };
+    const NEITHER: Variant = Variant {
+        policies: false,
+        identity: false,
+    };
+    const POLICIES: Variant = Variant {
+        policies: true,
+        identity: false,
+    };
+    const IDENTITY: Variant = Variant {
+        policies: false,
+        identity: true,
+    };
+
+    fn of(p: &BenchParams) -> Variant {
+        Variant {
+            policies: !p.without_policies,
+            identity: !p.without_identity,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match (self.policies, self.identity) {
+            (true, true) => "policies and identity",
+            (true, false) => "the delivery policies",
+            (false, true) => "the identity graph",
+            (false, false) => "neither",
+        }
     }
 }
 
@@ -297,7 +373,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(r: &BenchReport, rate: Option<f64>, without_policies: bool) {
+fn print_report(r: &BenchReport, rate: Option<f64>, v: Variant) {
     let mb =
         |b: Option<u64>| b.map_or("n/a".into(), |b| format!("{:.0} MiB", b as f64 / 1048576.0));
     let us =
@@ -306,8 +382,15 @@ fn print_report(r: &BenchReport, rate: Option<f64>, without_policies: bool) {
         "footfall bench (release build recommended; {} cores)",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    if without_policies {
-        println!("  policies          none: no delivery policies, no identity graph (a baseline)");
+    match (v.policies, v.identity) {
+        (true, true) => {}
+        (false, false) => println!(
+            "  policies          none: no delivery policies, no identity graph (a baseline)"
+        ),
+        (false, true) => println!("  policies          none: no delivery policies (a baseline)"),
+        (true, false) => {
+            println!("  identity          none: events keyed by their own ids (a baseline)")
+        }
     }
     println!("  records           {}", r.records);
     println!(

@@ -77,6 +77,7 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
             // [policy.priority] names them.
             rule_priorities: Some(priorities),
             without_policies: false,
+            without_identity: false,
         },
     )
     .await;

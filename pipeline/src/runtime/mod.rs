@@ -68,11 +68,13 @@ pub struct RunOptions {
     pub rule_actions: Option<mpsc::Receiver<Vec<footfall_operators::action::Action>>>,
     /// SQL rules' priorities as they change, for arbitration (with `rule_actions`).
     pub rule_priorities: Option<watch::Receiver<std::collections::BTreeMap<String, i32>>>,
-    /// Measuring only, never for customers: no delivery policies and no identity graph.
-    /// Customer-facing actions go straight to `notifications` and events are keyed by
-    /// their own ids: the baseline `footfall bench --policy-cost` measures the two
-    /// against.
+    /// Measuring only, never for customers: no delivery policies. Customer-facing
+    /// actions go straight to `notifications`. With `without_identity`, the baseline
+    /// `footfall bench --policy-cost` measures the two against.
     pub without_policies: bool,
+    /// Measuring only, never for customers: no identity graph. Events are keyed by
+    /// their own ids (a device is never its customer).
+    pub without_identity: bool,
 }
 
 /// What a run did.
@@ -141,6 +143,7 @@ pub async fn replay(
         rule_actions: None,
         rule_priorities: None,
         without_policies: false,
+        without_identity: false,
     };
     run(cfg, log, opts).await
 }
@@ -373,7 +376,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
             .with_sales(wanted.union(sale) == wanted)
             .with_link_any_event(cfg.identity.link_any_event)
             .with_share(share);
-    if opts.without_policies {
+    if opts.without_identity {
         seq = seq.without_identity();
     }
     if let (Some(m), Some(d)) = (&manifest, &data) {
