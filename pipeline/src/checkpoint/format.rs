@@ -107,11 +107,12 @@ struct Rows<W: Write> {
 
 impl<W: Write> Rows<W> {
     fn new(out: W) -> Result<Self, ArrowError> {
+        let (section, key, value) = columns();
         Ok(Rows {
             writer: FileWriter::try_new(out, &schema())?,
-            section: sized(SECTION_BYTES),
-            key: sized(BATCH_BYTES),
-            value: sized(BATCH_BYTES),
+            section,
+            key,
+            value,
             len: 0,
             bytes: 0,
             sizes: Vec::new(),
@@ -150,9 +151,7 @@ impl<W: Write> Rows<W> {
         )?;
         self.writer.write(&batch)?;
         // `finish` left the builders empty, without capacity.
-        self.section = sized(SECTION_BYTES);
-        self.key = sized(BATCH_BYTES);
-        self.value = sized(BATCH_BYTES);
+        (self.section, self.key, self.value) = columns();
         self.len = 0;
         self.bytes = 0;
         Ok(())
@@ -163,6 +162,11 @@ impl<W: Write> Rows<W> {
         self.writer.finish()?;
         Ok((self.writer.into_inner()?, self.sizes))
     }
+}
+
+/// A batch's column builders (section, key, value), sized for it.
+fn columns() -> (StringBuilder, StringBuilder, BinaryBuilder) {
+    (sized(SECTION_BYTES), sized(BATCH_BYTES), sized(BATCH_BYTES))
 }
 
 /// A column builder sized for a batch of `bytes` (with room for the row that ends it).

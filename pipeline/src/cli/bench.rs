@@ -290,28 +290,17 @@ struct Variant {
 }
 
 impl Variant {
-    const BOTH: Variant = Variant {
-        policies: true,
-        identity: true,
-    };
-    const NEITHER: Variant = Variant {
-        policies: false,
-        identity: false,
-    };
-    const POLICIES: Variant = Variant {
-        policies: true,
-        identity: false,
-    };
-    const IDENTITY: Variant = Variant {
-        policies: false,
-        identity: true,
-    };
+    const BOTH: Variant = Variant::new(true, true);
+    const NEITHER: Variant = Variant::new(false, false);
+    const POLICIES: Variant = Variant::new(true, false);
+    const IDENTITY: Variant = Variant::new(false, true);
+
+    const fn new(policies: bool, identity: bool) -> Variant {
+        Variant { policies, identity }
+    }
 
     fn of(p: &BenchParams) -> Variant {
-        Variant {
-            policies: !p.without_policies,
-            identity: !p.without_identity,
-        }
+        Variant::new(!p.without_policies, !p.without_identity)
     }
 
     fn name(self) -> &'static str {
