@@ -19,11 +19,12 @@ use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPu
 use datafusion::physical_plan::ExecutionPlan;
 use footfall_operators::action::Action;
 use footfall_operators::event::{Event, Topic};
+use footfall_operators::policy::Packed;
 use footfall_operators::time::{Span, Timestamp};
 
 use crate::cache::ChunkScan;
 use crate::rows::{BATCH_ROWS, Rows};
-use crate::schema::{Table, append, append_action};
+use crate::schema::{Table, append, append_action, append_packed};
 
 /// How long and how much each table keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +202,20 @@ impl Tables {
     pub fn append_action(&mut self, topic: &str, action: &Action, detail: Option<&str>) {
         let table = self.get(Table::Actions);
         append_action(&mut table.open, topic, action, detail);
+        table.after_append();
+    }
+
+    /// Adds a packed action written to `topic` (a suppression's `reason` code and
+    /// `detail`).
+    pub fn append_packed(
+        &mut self,
+        topic: &str,
+        action: &Packed,
+        reason: Option<&str>,
+        detail: Option<&str>,
+    ) {
+        let table = self.get(Table::Actions);
+        append_packed(&mut table.open, topic, action, reason, detail);
         table.after_append();
     }
 

@@ -3,6 +3,7 @@
 use datafusion::arrow::datatypes::SchemaRef;
 use footfall_operators::action::Action;
 use footfall_operators::event::{Event, EventKind, Item, Topic};
+use footfall_operators::policy::Packed;
 use rust_decimal::Decimal;
 
 use crate::rows::{Kind, Kind::*, Rows, schema};
@@ -342,6 +343,34 @@ pub fn append(table: Table, rows: &mut Rows, key: &str, e: &Event) {
         }
         _ => {}
     }
+}
+
+/// Appends a packed action written to `topic`; a suppression's `reason` code replaces
+/// the action's and its `detail` follows (the same row [`append_action`] makes).
+pub fn append_packed(
+    rows: &mut Rows,
+    topic: &str,
+    a: &Packed,
+    reason: Option<&str>,
+    detail: Option<&str>,
+) {
+    let payload = Some(a.payload_json()).filter(|p| *p != "null");
+    rows.text(Some(a.action_id()))
+        .text(Some(topic))
+        .text(Some(a.trigger()))
+        .text(Some(a.rule_version()))
+        .text(a.customer_id())
+        .text(a.anonymous_id())
+        .text(a.store_id())
+        .text(Some(a.channel()))
+        .text(Some(a.template()))
+        .time(Some(a.fired_at))
+        .time(a.emitted_at)
+        .text(Some(a.group.as_str()))
+        .text(Some(reason.unwrap_or(a.reason())))
+        .text(detail)
+        .text(payload);
+    rows.end();
 }
 
 /// Appends an action written to `topic` (`detail` for suppressions).

@@ -7,7 +7,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
-use crate::action::Action;
+use super::Packed;
 use crate::time::{Span, Timestamp};
 
 /// The window of `at`: its number since the epoch.
@@ -27,19 +27,19 @@ pub fn priority(priorities: &BTreeMap<String, i32>, trigger: &str) -> i32 {
 
 /// Picks the winner of one window's actions; returns it and the others.
 pub fn decide(
-    mut actions: Vec<Action>,
+    mut actions: Vec<Packed>,
     priorities: &BTreeMap<String, i32>,
-) -> Option<(Action, Vec<Action>)> {
+) -> Option<(Packed, Vec<Packed>)> {
     actions.sort_by(|a, b| {
         (
-            Reverse(priority(priorities, &a.trigger)),
+            Reverse(priority(priorities, a.trigger())),
             a.fired_at,
-            &a.action_id,
+            a.action_id(),
         )
             .cmp(&(
-                Reverse(priority(priorities, &b.trigger)),
+                Reverse(priority(priorities, b.trigger())),
                 b.fired_at,
-                &b.action_id,
+                b.action_id(),
             ))
     });
     let mut rest = actions.into_iter();
@@ -50,11 +50,17 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::OutputTopic;
+    use crate::action::{Action, OutputTopic};
 
-    fn action(trigger: &str, secs: i64) -> Action {
+    fn action(trigger: &str, secs: i64) -> Packed {
         let at = Timestamp::from_secs(secs);
-        Action::new(trigger, "1", "m-1", at, OutputTopic::Notifications)
+        Packed::new(&Action::new(
+            trigger,
+            "1",
+            "m-1",
+            at,
+            OutputTopic::Notifications,
+        ))
     }
 
     #[test]
@@ -76,12 +82,12 @@ mod tests {
             &p,
         )
         .unwrap();
-        assert_eq!((w.trigger.as_str(), rest.len()), ("abandoned_cart", 1));
+        assert_eq!((w.trigger(), rest.len()), ("abandoned_cart", 1));
         let (w, _) = decide(vec![action("birthday", 70), action("birthday", 61)], &p).unwrap();
         assert_eq!(w.fired_at, Timestamp::from_secs(61));
         let (a, b) = (action("x", 61), action("y", 61));
-        let first = a.action_id.clone().min(b.action_id.clone());
+        let first = a.action_id().min(b.action_id()).to_owned();
         let (w, _) = decide(vec![a, b], &p).unwrap();
-        assert_eq!(w.action_id, first, "unconfigured triggers tie at 0");
+        assert_eq!(w.action_id(), first, "unconfigured triggers tie at 0");
     }
 }

@@ -6,7 +6,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::action::{Action, Group};
+use super::Packed;
+use crate::action::Group;
 use crate::time::{Span, Timestamp};
 
 /// A customer's latest written action per trigger.
@@ -63,14 +64,14 @@ pub struct Purchase<'a> {
 
 impl Latest {
     /// Remembers `action` as the latest of its trigger.
-    pub fn record(&mut self, action: &Action) {
+    pub fn record(&mut self, action: &Packed) {
         let touch = Touch {
-            trigger: action.trigger.clone(),
-            action_id: action.action_id.clone(),
+            trigger: action.trigger().to_owned(),
+            action_id: action.action_id().to_owned(),
             group: action.group,
             fired_at: action.fired_at,
         };
-        match self.0.iter_mut().find(|t| t.trigger == action.trigger) {
+        match self.0.iter_mut().find(|t| t.trigger == action.trigger()) {
             Some(t) if t.fired_at <= action.fired_at => *t = touch,
             Some(_) => {}
             None => self.0.push(touch),
@@ -116,10 +117,10 @@ fn conversion_id(action_id: &str, transaction_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::action::OutputTopic;
+    use crate::action::{Action, OutputTopic};
 
-    fn action(trigger: &str, secs: i64, group: Group) -> Action {
-        Action {
+    fn action(trigger: &str, secs: i64, group: Group) -> Packed {
+        Packed::new(&Action {
             group,
             ..Action::new(
                 trigger,
@@ -128,7 +129,7 @@ mod tests {
                 Timestamp::from_secs(secs),
                 OutputTopic::Notifications,
             )
-        }
+        })
     }
 
     fn buy(secs: i64) -> Purchase<'static> {

@@ -27,6 +27,7 @@ pub mod erased;
 pub mod frequency_cap;
 pub mod holdout;
 pub mod lift;
+mod packed;
 pub mod quiet_hours;
 mod records;
 mod snapshot;
@@ -37,7 +38,7 @@ use chrono_tz::Tz;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use crate::action::{Action, Group};
+use crate::action::Group;
 use crate::config::{FrequencyCap, PolicyConfig, parse_hhmm};
 use crate::event::Str;
 use crate::local;
@@ -46,6 +47,7 @@ use crate::time::{Span, Timestamp};
 
 pub use holdout::{Holdout, holdout_bucket};
 pub use lift::Conversion;
+pub use packed::Packed;
 pub use records::{Fact, Input, Output, Reason, Suppression};
 
 use agenda::Agenda;
@@ -137,14 +139,14 @@ enum Entry {
     /// A fact of a late event, at the event's time, applied where its worker's clock
     /// stood when it arrived (its place in the agenda).
     LateFact(Timestamp, Fact),
-    Action(Box<Action>),
+    Action(Packed),
     /// Decide a customer's arbitration window.
     Close {
         customer: Str,
         window: i64,
     },
     /// Write an action held for quiet hours.
-    Release(Box<Action>),
+    Release(Packed),
 }
 
 /// Order of the agenda: (instant, rank, source worker, sequence). At one instant,
@@ -163,7 +165,7 @@ pub struct Policy {
     stores: FxHashMap<Str, Str>,
     erased: Erased,
     agenda: Agenda,
-    windows: FxHashMap<(Str, i64), Vec<Action>>,
+    windows: FxHashMap<(Str, i64), Vec<Packed>>,
     seen: Seen,
     /// Actions in `windows` and releases in `agenda`: what [`held`](Self::held) reports.
     held: usize,
@@ -300,9 +302,9 @@ impl Policy {
         match entry {
             Entry::Fact(f) => self.learn(at, f, out),
             Entry::LateFact(at, f) => self.learn(at, f, out),
-            Entry::Action(a) => self.offer(*a, out),
+            Entry::Action(a) => self.offer(a, out),
             Entry::Close { customer, window } => self.close(at, &customer, window, out),
-            Entry::Release(a) => self.release(at, *a, out),
+            Entry::Release(a) => self.release(at, a, out),
         }
     }
 
@@ -377,7 +379,7 @@ impl Policy {
         });
         self.agenda.retain(|e| {
             let names = match e {
-                Entry::Action(a) | Entry::Release(a) => a.customer_id.as_deref() == Some(key),
+                Entry::Action(a) | Entry::Release(a) => a.customer_id() == Some(key),
                 Entry::Close { customer, .. } => customer == key,
                 Entry::Fact(
                     Fact::Profile { key: k, .. }
@@ -402,13 +404,13 @@ impl Policy {
         });
     }
 
-    fn customer_key(a: &Action) -> Str {
-        Str::from(a.customer_id.as_deref().unwrap_or(""))
+    fn customer_key(a: &Packed) -> Str {
+        Str::from(a.customer_id().unwrap_or(""))
     }
 
     fn suppress(
         &mut self,
-        action: Action,
+        action: Packed,
         reason: Reason,
         detail: String,
         at: Timestamp,
@@ -423,22 +425,23 @@ impl Policy {
     }
 
     /// Steps 1–4 for an action that has just become due.
-    fn offer(&mut self, mut a: Action, out: &mut Output) {
+    fn offer(&mut self, mut a: Packed, out: &mut Output) {
         let key = Self::customer_key(&a);
         if self.erased.contains(&key) {
             out.erased += 1;
             return;
         }
-        if self.seen.contains(&a.action_id) {
+        if self.seen.contains(a.action_id()) {
             out.duplicates += 1;
             return;
         }
-        a.group = self.settings.holdout.group(&a.trigger, &key);
+        a.group = self.settings.holdout.group(a.trigger(), &key);
         if !self.settings.enabled {
             return self.write(a, out);
         }
         let at = a.fired_at;
-        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), &a.channel) {
+        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), a.channel())
+        {
             return self.suppress(a, Reason::NoConsent, why, at, out);
         }
         if a.group == Group::Control {
@@ -475,17 +478,17 @@ impl Policy {
         let Some((winner, losers)) = arbitration::decide(actions, &self.settings.priority) else {
             return;
         };
-        let p = arbitration::priority(&self.settings.priority, &winner.trigger);
+        let p = arbitration::priority(&self.settings.priority, winner.trigger());
         let start = arbitration::end(w - 1, self.settings.window);
         for loser in losers {
             let why = format!(
                 "{} (priority {p}, action {}) won the arbitration window {}–{} over {} (priority {})",
-                winner.trigger,
-                winner.action_id,
+                winner.trigger(),
+                winner.action_id(),
                 start,
                 at,
-                loser.trigger,
-                arbitration::priority(&self.settings.priority, &loser.trigger),
+                loser.trigger(),
+                arbitration::priority(&self.settings.priority, loser.trigger()),
             );
             self.suppress(loser, Reason::Arbitration, why, at, out);
         }
@@ -493,32 +496,33 @@ impl Policy {
     }
 
     /// Steps 5 and 6 for an arbitration winner decided at `at`.
-    fn admit(&mut self, a: Action, at: Timestamp, out: &mut Output) {
+    fn admit(&mut self, a: Packed, at: Timestamp, out: &mut Output) {
         let key = Self::customer_key(&a);
         let c = self.customers.get_or_default(&key);
         let tz = zone_of(Some(c), &self.stores, self.settings.default_zone);
         if let Err(why) = c
             .caps
-            .admit(&self.settings.caps, &a.channel, tz, a.fired_at)
+            .admit(&self.settings.caps, a.channel(), tz, a.fired_at)
         {
             return self.suppress(a, Reason::FrequencyCap, why, at, out);
         }
         match self.settings.quiet.release(tz, a.fired_at) {
             Some(release) if release > at => {
-                self.schedule(release, RELEASE, Entry::Release(Box::new(a)), out)
+                self.schedule(release, RELEASE, Entry::Release(a), out)
             }
             _ => self.write(a, out),
         }
     }
 
     /// Step 6's end: a held action is due; erasure and consent are checked again.
-    fn release(&mut self, at: Timestamp, a: Action, out: &mut Output) {
+    fn release(&mut self, at: Timestamp, a: Packed, out: &mut Output) {
         let key = Self::customer_key(&a);
         if self.erased.contains(&key) {
             out.erased += 1;
             return;
         }
-        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), &a.channel) {
+        if let Err(why) = consent::check(self.customers.get(&key).map(|c| &c.consent), a.channel())
+        {
             let why = format!("{why} when quiet hours ended (held since {})", a.fired_at);
             return self.suppress(a, Reason::NoConsent, why, at, out);
         }
@@ -526,12 +530,12 @@ impl Policy {
     }
 
     /// Step 7, then out.
-    fn write(&mut self, a: Action, out: &mut Output) {
-        if !self.seen.insert(&a.action_id, a.fired_at) {
+    fn write(&mut self, a: Packed, out: &mut Output) {
+        if !self.seen.insert(a.action_id(), a.fired_at) {
             out.duplicates += 1;
             return;
         }
-        if let Some(c) = a.customer_id.as_deref() {
+        if let Some(c) = a.customer_id() {
             self.customers.get_or_default(c).latest.record(&a);
         }
         out.written.push(a);

@@ -4,7 +4,8 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::lift::Conversion;
-use crate::action::{Action, Group};
+use super::packed::Packed;
+use crate::action::Group;
 use crate::event::{Event, EventKind, Str};
 use crate::time::Timestamp;
 
@@ -38,7 +39,7 @@ impl Reason {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Suppression {
     /// The action as it would have been written.
-    pub action: Action,
+    pub action: Packed,
     /// The reason code.
     pub reason: Reason,
     /// Why, in words.
@@ -47,47 +48,64 @@ pub struct Suppression {
     pub at: Timestamp,
 }
 
-impl Serialize for Suppression {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(Serialize)]
-        struct Record<'a> {
-            action_id: &'a str,
-            trigger: &'a str,
-            rule_version: &'a str,
-            customer_id: &'a Option<String>,
-            anonymous_id: &'a Option<String>,
-            store_id: &'a Option<String>,
-            channel: &'a str,
-            template: &'a str,
-            fired_at: Timestamp,
-            emitted_at: Option<Timestamp>,
-            group: Group,
-            reason: &'static str,
-            detail: &'a str,
-            suppressed_at: Timestamp,
-            action_reason: &'a str,
-            payload: &'a serde_json::Value,
-        }
+/// A suppression record: the action's fields, why it was stopped, then its payload.
+#[derive(Serialize)]
+struct Record<'a, P> {
+    action_id: &'a str,
+    trigger: &'a str,
+    rule_version: &'a str,
+    customer_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    store_id: Option<&'a str>,
+    channel: &'a str,
+    template: &'a str,
+    fired_at: Timestamp,
+    emitted_at: Option<Timestamp>,
+    group: Group,
+    reason: &'static str,
+    detail: &'a str,
+    suppressed_at: Timestamp,
+    action_reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<P>,
+}
+
+impl Suppression {
+    fn record<P>(&self, payload: Option<P>) -> Record<'_, P> {
         let a = &self.action;
         Record {
-            action_id: &a.action_id,
-            trigger: &a.trigger,
-            rule_version: &a.rule_version,
-            customer_id: &a.customer_id,
-            anonymous_id: &a.anonymous_id,
-            store_id: &a.store_id,
-            channel: &a.channel,
-            template: &a.template,
+            action_id: a.action_id(),
+            trigger: a.trigger(),
+            rule_version: a.rule_version(),
+            customer_id: a.customer_id(),
+            anonymous_id: a.anonymous_id(),
+            store_id: a.store_id(),
+            channel: a.channel(),
+            template: a.template(),
             fired_at: a.fired_at,
             emitted_at: a.emitted_at,
             group: a.group,
             reason: self.reason.as_str(),
             detail: &self.detail,
             suppressed_at: self.at,
-            action_reason: &a.reason,
-            payload: &a.payload,
+            action_reason: a.reason(),
+            payload,
         }
-        .serialize(s)
+    }
+
+    /// Appends the record to `buf`: the bytes its `Serialize` gives, with the payload
+    /// the action was packed with.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let record = self.record::<()>(None);
+        super::packed::with_payload(buf, &record, self.action.payload_json());
+    }
+}
+
+impl Serialize for Suppression {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let payload: serde_json::Value =
+            serde_json::from_str(self.action.payload_json()).unwrap_or_default();
+        self.record(Some(payload)).serialize(s)
     }
 }
 
@@ -169,8 +187,8 @@ impl Fact {
 pub enum Input {
     /// A fact, at its event's time.
     Fact(Timestamp, Fact),
-    /// A customer-facing action, at its `fired_at`.
-    Action(Box<Action>),
+    /// A customer-facing action, at its `fired_at`, packed by the worker that made it.
+    Action(Packed),
     /// SQL rules' priorities as their running versions give them, applied at once;
     /// a trigger `[policy.priority]` names keeps the config's.
     Priorities(std::collections::BTreeMap<String, i32>),
@@ -180,7 +198,7 @@ pub enum Input {
 #[derive(Debug, Default)]
 pub struct Output {
     /// Actions to write to `notifications` (treatment and control).
-    pub written: Vec<Action>,
+    pub written: Vec<Packed>,
     /// Actions stopped, to write to `suppressions`.
     pub suppressed: Vec<Suppression>,
     /// Purchases credited to actions, to write to `conversions`.

@@ -9,7 +9,6 @@
 use serde::Serialize;
 
 use super::{Entry, Policy};
-use crate::action::Action;
 use crate::event::Str;
 use crate::state::StateImage;
 use crate::time::Timestamp;
@@ -76,7 +75,7 @@ impl Policy {
                     .insert((Timestamp::from_nanos(t), rank, from, seq), entry);
             }
             "w" => {
-                let (k, w, actions): (Str, i64, Vec<Action>) =
+                let (k, w, actions): (Str, i64, Vec<super::Packed>) =
                     serde_json::from_slice(bytes).map_err(bad)?;
                 self.held += actions.len();
                 self.windows.insert((k, w), actions);

@@ -1,7 +1,7 @@
 //! The chain as a whole: order of steps, holds, restarts and input interleavings.
 
 use super::*;
-use crate::action::OutputTopic;
+use crate::action::{Action, OutputTopic};
 use rust_decimal::Decimal;
 
 fn t(s: &str) -> Timestamp {
@@ -16,8 +16,8 @@ fn settings(holdout_bp: u16) -> Settings {
     Settings::from_config(&cfg, "UTC").unwrap()
 }
 
-fn action(trigger: &str, customer: &str, at: &str) -> Box<Action> {
-    Box::new(Action {
+fn action(trigger: &str, customer: &str, at: &str) -> Packed {
+    Packed::new(&Action {
         customer_id: Some(customer.into()),
         channel: "push".into(),
         reason: format!("{trigger} fired"),
@@ -63,7 +63,7 @@ fn purchase(at: &str) -> Input {
 fn reasons(out: &Output) -> Vec<(&str, &'static str)> {
     out.suppressed
         .iter()
-        .map(|s| (s.action.trigger.as_str(), s.reason.as_str()))
+        .map(|s| (s.action.trigger(), s.reason.as_str()))
         .collect()
 }
 
@@ -103,7 +103,7 @@ fn two_triggers_in_one_window_only_the_higher_priority_goes_on() {
     );
     // The window 10:00–10:01 is decided at 10:01; the next one is not yet.
     assert_eq!(out.written.len(), 1);
-    assert_eq!(out.written[0].trigger, "abandoned_cart");
+    assert_eq!(out.written[0].trigger(), "abandoned_cart");
     assert_eq!(reasons(&out), vec![("birthday", "arbitration")]);
     assert!(
         out.suppressed[0]
@@ -135,7 +135,7 @@ fn consent_withdrawn_during_quiet_hours_stops_the_held_action() {
     let mut later = Output::default();
     p.advance(t("2026-11-21T00:00:01Z"), &mut later);
     assert_eq!(later.written.len(), 1);
-    assert_eq!(later.written[0].customer_id.as_deref(), Some("m-2"));
+    assert_eq!(later.written[0].customer_id(), Some("m-2"));
     assert_eq!(p.held(), 0, "both released");
     assert_eq!(
         later.written[0].fired_at,
@@ -290,7 +290,7 @@ fn the_outcome_does_not_depend_on_how_workers_interleave() {
         outcomes.push((
             out.written
                 .iter()
-                .map(|a| a.trigger.clone())
+                .map(|a| a.trigger().to_owned())
                 .collect::<Vec<_>>(),
             reasons(&out)
                 .into_iter()
@@ -341,7 +341,7 @@ fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
         consent: [("push", true)].into_iter().collect(),
         ..Customer::default()
     };
-    let id = xxhash_rust::xxh3::xxh3_128(a.action_id.as_bytes());
+    let id = xxhash_rust::xxh3::xxh3_128(a.action_id().as_bytes());
     let day = t("2026-11-20T10:00:00Z").as_secs().div_euclid(86_400);
     p.restore("c:m-1", &serde_json::to_vec(&customer).unwrap())
         .unwrap();
@@ -359,7 +359,7 @@ fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
     // consent.
     assert_eq!(out.duplicates, 1);
     assert_eq!(out.written.len(), 1);
-    assert_eq!(out.written[0].trigger, "birthday");
+    assert_eq!(out.written[0].trigger(), "birthday");
 }
 
 #[test]
@@ -382,7 +382,7 @@ fn a_rules_priority_changes_while_running_but_never_overrides_the_config() {
         );
         out.written
             .iter()
-            .map(|a| a.trigger.clone())
+            .map(|a| a.trigger().to_owned())
             .collect::<Vec<_>>()
     };
     let mut p = Policy::new(settings(0));

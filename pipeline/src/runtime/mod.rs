@@ -585,7 +585,7 @@ async fn forward_rule_actions(
 ) {
     use footfall_operators::action::OutputTopic;
     use footfall_operators::key::partition_for;
-    use footfall_operators::policy::Input;
+    use footfall_operators::policy::{Input, Packed};
     let n = tasks.len() as u32;
     let mut buf = Vec::new();
     let broadcast = |p: std::collections::BTreeMap<String, i32>| {
@@ -637,7 +637,7 @@ async fn forward_rule_actions(
         for a in actions {
             if a.topic == OutputTopic::Notifications {
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
-                routed[p].push((Timestamp::MIN, Input::Action(Box::new(a))));
+                routed[p].push((Timestamp::MIN, Input::Action(Packed::new(&a))));
             } else {
                 direct.push(a);
             }

@@ -16,13 +16,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use footfall_operators::action::OutputTopic;
-use footfall_operators::event::Str;
 use footfall_operators::policy::{Input, Output, Policy};
 use footfall_operators::state::StateImage;
 use footfall_operators::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use super::sink::Sinks;
+use super::sink::{Sinks, encode};
 use super::stats::Stats;
 use crate::log::LogError;
 use crate::metrics::{self, ByTrigger};
@@ -250,34 +249,35 @@ impl Local {
         let m = metrics::get();
         let out = &mut self.out;
         let now = Timestamp::now();
-        for a in &mut out.written {
-            a.route = Str::from(a.customer_id.as_deref().unwrap_or(""));
-        }
         if !out.written.is_empty() {
-            self.sinks.write_actions(&mut out.written, &mut self.buf)?;
+            self.sinks.write_packed(&mut out.written, &mut self.buf)?;
             out.written.retain(|a| a.emitted_at.is_some());
             for a in &out.written {
                 self.counters
                     .actions
-                    .get(&a.trigger, a.group.as_str())
+                    .get(a.trigger(), a.group.as_str())
                     .inc();
             }
-            self.stats.actions(&out.written, &[]);
+            self.stats.packed(&out.written);
         }
         for s in &mut out.suppressed {
             s.action.emitted_at = Some(now);
             self.counters
                 .suppressed
-                .get(&s.action.trigger, s.reason.as_str())
+                .get(s.action.trigger(), s.reason.as_str())
                 .inc();
         }
         self.stats.suppressed(&out.suppressed);
         let records = out.suppressed.iter().map(|s| {
-            let key = s.action.customer_id.as_deref().unwrap_or("");
-            (key, s.action.action_id.as_str(), s)
+            let key = s.action.customer_id().unwrap_or("");
+            (key, s.action.action_id(), s)
         });
-        self.sinks
-            .write_records(OutputTopic::Suppressions, records, &mut self.buf)?;
+        self.sinks.write_records(
+            OutputTopic::Suppressions,
+            records,
+            &mut self.buf,
+            |buf, s| s.encode(buf),
+        )?;
         self.sinks.record_suppressions(&out.suppressed);
         for c in &out.conversions {
             let group = c.group.as_str();
@@ -290,7 +290,7 @@ impl Local {
             .iter()
             .map(|c| (c.customer_id.as_str(), c.conversion_id.as_str(), c));
         self.sinks
-            .write_records(OutputTopic::Conversions, records, &mut self.buf)?;
+            .write_records(OutputTopic::Conversions, records, &mut self.buf, encode)?;
         m.actions_erased.inc_by(out.erased);
         m.actions_deduplicated.inc_by(out.duplicates);
         out.written.clear();

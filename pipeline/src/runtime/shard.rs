@@ -7,7 +7,7 @@ use std::time::Instant;
 use footfall_operators::action::{Action, OutputTopic};
 use footfall_operators::event::{Event, Str};
 use footfall_operators::key::partition_for;
-use footfall_operators::policy::{Fact, Input};
+use footfall_operators::policy::{Fact, Input, Packed};
 use footfall_operators::state::StateImage;
 use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
@@ -126,7 +126,7 @@ impl Pending {
             if a.topic == OutputTopic::Notifications && !self.direct {
                 m.latency.observe(read_at.elapsed().as_secs_f64());
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
-                self.outbox[p].push((arrived, Input::Action(Box::new(a))));
+                self.outbox[p].push((arrived, Input::Action(Packed::new(&a))));
             } else {
                 self.actions.push(a);
                 self.read_ats.push(read_at);

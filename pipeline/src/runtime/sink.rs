@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use footfall_operators::action::{Action, DeadLetter, OutputTopic};
 use footfall_operators::key::partition_for;
+use footfall_operators::policy::Packed;
 use footfall_operators::time::Timestamp;
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128;
@@ -239,10 +240,68 @@ impl Sinks {
         let Some(table) = &self.record else { return };
         let mut t = lock(table);
         for s in suppressed {
-            let mut a = s.action.clone();
-            a.reason = s.reason.as_str().to_owned();
-            t.append_action(OutputTopic::Suppressions.name(), &a, Some(&s.detail));
+            let topic = OutputTopic::Suppressions.name();
+            let reason = Some(s.reason.as_str());
+            t.append_packed(topic, &s.action, reason, Some(&s.detail));
         }
+    }
+
+    /// Appends the policies' actions not written before (stamping `emitted_at`), each
+    /// to its customer's partition, and flushes their partitions. Returns how many were
+    /// new.
+    pub fn write_packed(
+        &self,
+        actions: &mut [Packed],
+        buf: &mut Vec<u8>,
+    ) -> Result<usize, LogError> {
+        let now = Timestamp::now();
+        let mut touched: Vec<(usize, usize)> = Vec::new();
+        let mut new = 0;
+        let mut recorded = Vec::new();
+        for (i, a) in actions.iter_mut().enumerate() {
+            let key = a.customer_id().unwrap_or("");
+            let t = index(a.topic);
+            let p = partition_for(key, self.topics[t].len() as u32) as usize;
+            let Some(slot) = &self.topics[t][p] else {
+                continue;
+            };
+            let mut slot = lock(slot);
+            if !slot.insert(xxh3_128(a.action_id().as_bytes())) {
+                continue;
+            }
+            a.emitted_at = Some(now);
+            buf.clear();
+            a.encode(buf);
+            slot.writer.append(a.customer_id().unwrap_or(""), buf)?;
+            new += 1;
+            if self.record.is_some() {
+                recorded.push(i);
+            }
+            if !touched.contains(&(t, p)) {
+                touched.push((t, p));
+            }
+        }
+        self.flush(touched)?;
+        if let Some(table) = &self.record
+            && !recorded.is_empty()
+        {
+            let mut table = lock(table);
+            for i in recorded {
+                let a = &actions[i];
+                table.append_packed(a.topic.name(), a, None, None);
+            }
+        }
+        Ok(new)
+    }
+
+    /// Flushes the `(topic, partition)`s written to.
+    fn flush(&self, touched: Vec<(usize, usize)>) -> Result<(), LogError> {
+        for (t, p) in touched {
+            if let Some(slot) = &self.topics[t][p] {
+                lock(slot).writer.flush()?;
+            }
+        }
+        Ok(())
     }
 
     /// Appends actions not written before (stamping `emitted_at`) and flushes their
@@ -286,11 +345,7 @@ impl Sinks {
                 touched.push((t, p));
             }
         }
-        for (t, p) in touched {
-            if let Some(slot) = &self.topics[t][p] {
-                lock(slot).writer.flush()?;
-            }
-        }
+        self.flush(touched)?;
         if let Some(table) = &self.record
             && !recorded.is_empty()
         {
@@ -304,12 +359,14 @@ impl Sinks {
     }
 
     /// Appends records of `topic` not written before: each `(key, id, record)` goes to
-    /// the partition of `key`, once per `id`. Flushes. Returns how many were new.
-    pub fn write_records<'a, T: serde::Serialize + 'a>(
+    /// the partition of `key`, once per `id`, as `encode` puts it. Flushes. Returns how
+    /// many were new.
+    pub fn write_records<'a, T: 'a>(
         &self,
         topic: OutputTopic,
         records: impl IntoIterator<Item = (&'a str, &'a str, &'a T)>,
         buf: &mut Vec<u8>,
+        encode: impl Fn(&mut Vec<u8>, &T),
     ) -> Result<usize, LogError> {
         let t = index(topic);
         let mut touched: Vec<usize> = Vec::new();
@@ -399,7 +456,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Appends `record`'s JSON to `buf`: the bytes `serde_json` writes, by sonic-rs's
 /// faster string escaping (a test holds the two to the same output).
-fn encode<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, record: &T) {
+pub(super) fn encode<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, record: &T) {
     // Serializing structs of strings, numbers and JSON values cannot fail.
     let _ = sonic_rs::to_writer(&mut *buf, record);
 }
@@ -490,7 +547,7 @@ mod tests {
             "nested": {"z": null, "a": true, "m": [{}, []]},
         });
         let s = Suppression {
-            action: a.clone(),
+            action: Packed::new(&a),
             reason: Reason::FrequencyCap,
             detail:
                 "push cap 1/day reached: 1 already sent in local day 2026-11-20 (Asia/Shanghai)"
@@ -517,6 +574,14 @@ mod tests {
         assert_eq!(ours(&a), serde_json::to_string(&a).unwrap());
         assert_eq!(ours(&s), serde_json::to_string(&s).unwrap());
         assert_eq!(ours(&c), serde_json::to_string(&c).unwrap());
+        // The policies' packed action and its suppression give the same bytes.
+        let fast = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut buf = Vec::new();
+            f(&mut buf);
+            String::from_utf8(buf).unwrap()
+        };
+        assert_eq!(fast(&|b| Packed::new(&a).encode(b)), ours(&a));
+        assert_eq!(fast(&|b| s.encode(b)), ours(&s));
     }
 
     #[tokio::test]
@@ -539,7 +604,7 @@ mod tests {
         let mut stopped = Action::new("birthday", "1", "m-2", at, OutputTopic::Notifications);
         stopped.customer_id = Some("m-2".into());
         sinks.record_suppressions(&[Suppression {
-            action: stopped,
+            action: stopped.into(),
             reason: Reason::NoConsent,
             detail: "no consent for push on record".into(),
             at,

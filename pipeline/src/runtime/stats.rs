@@ -84,7 +84,7 @@ impl Stats {
         }
         let mut map = self.suppressed.lock().unwrap_or_else(|e| e.into_inner());
         for x in s {
-            bump(&mut map, &x.action.trigger, x.reason.as_str());
+            bump(&mut map, x.action.trigger(), x.reason.as_str());
         }
     }
 
@@ -94,6 +94,21 @@ impl Stats {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Counts the policies' written actions (and keeps the first few as samples).
+    pub(crate) fn packed(&self, actions: &[footfall_operators::policy::Packed]) {
+        let mut map = self.actions.lock().unwrap_or_else(|e| e.into_inner());
+        for a in actions {
+            bump(&mut map, a.trigger(), a.group);
+        }
+        drop(map);
+        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        for a in actions.iter().filter(|a| a.group == Group::Treatment) {
+            if s.len() < SAMPLES || !s.iter().any(|x| x.trigger == a.trigger()) {
+                s.push(a.unpack());
+            }
+        }
     }
 
     pub(crate) fn actions(&self, actions: &[Action], latencies_us: &[u32]) {

@@ -1,0 +1,326 @@
+//! An action as the policies carry it: its text in one allocation and its payload
+//! already encoded.
+//!
+//! An action waits in its arbitration window, and perhaps for quiet hours, long after its
+//! trigger made it. An [`Action`] is a tree of a dozen allocations (its payload many
+//! more), cold by the time it is written, and freed by another thread than made it.
+//! Packed on the worker that made it, while it is fresh, it is one buffer: writing it
+//! later reads that buffer and nothing else, and the record is byte for byte the one the
+//! action itself would give.
+
+use serde::{Deserialize, Serialize};
+
+use crate::action::{Action, Group, OutputTopic};
+use crate::time::Timestamp;
+
+/// The texts of a packed action, in buffer order.
+#[derive(Clone, Copy)]
+enum Part {
+    ActionId,
+    Trigger,
+    RuleVersion,
+    CustomerId,
+    AnonymousId,
+    StoreId,
+    Channel,
+    Template,
+    Reason,
+    Payload,
+}
+const PARTS: usize = 10;
+
+/// A customer-facing action on its way through the policies.
+#[derive(Clone, PartialEq)]
+pub struct Packed {
+    /// Every text, one after the other; the payload as JSON.
+    text: Box<str>,
+    /// Where each part ends in `text`.
+    ends: [u32; PARTS],
+    /// Which of the optional parts (customer, device, store) are present: bit per part.
+    present: u16,
+    /// Event time at which the action became due.
+    pub fired_at: Timestamp,
+    /// Wall-clock time of the write; set by the sink.
+    pub emitted_at: Option<Timestamp>,
+    /// Treatment or control.
+    pub group: Group,
+    /// Where it goes.
+    pub topic: OutputTopic,
+}
+
+impl Packed {
+    /// Packs `a`, encoding its payload.
+    pub fn new(a: &Action) -> Packed {
+        let mut text = String::with_capacity(256);
+        let mut ends = [0u32; PARTS];
+        let mut present = 0u16;
+        let mut put = |text: &mut String, part: Part, s: Option<&str>| {
+            if let Some(s) = s {
+                text.push_str(s);
+                present |= 1 << part as u16;
+            }
+            ends[part as usize] = text.len() as u32;
+        };
+        put(&mut text, Part::ActionId, Some(&a.action_id));
+        put(&mut text, Part::Trigger, Some(&a.trigger));
+        put(&mut text, Part::RuleVersion, Some(&a.rule_version));
+        put(&mut text, Part::CustomerId, a.customer_id.as_deref());
+        put(&mut text, Part::AnonymousId, a.anonymous_id.as_deref());
+        put(&mut text, Part::StoreId, a.store_id.as_deref());
+        put(&mut text, Part::Channel, Some(&a.channel));
+        put(&mut text, Part::Template, Some(&a.template));
+        put(&mut text, Part::Reason, Some(&a.reason));
+        let mut json = Vec::new();
+        // A JSON value always encodes.
+        let _ = sonic_rs::to_writer(&mut json, &a.payload);
+        put(
+            &mut text,
+            Part::Payload,
+            Some(std::str::from_utf8(&json).unwrap_or("null")),
+        );
+        Packed {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+            fired_at: a.fired_at,
+            emitted_at: a.emitted_at,
+            group: a.group,
+            topic: a.topic,
+        }
+    }
+
+    /// The action again (for what needs the whole of it: a checkpoint, a report's samples).
+    pub fn unpack(&self) -> Action {
+        let own = |p: Part| self.opt(p).map(str::to_owned);
+        Action {
+            action_id: self.action_id().to_owned(),
+            trigger: self.trigger().to_owned(),
+            rule_version: self.rule_version().to_owned(),
+            customer_id: own(Part::CustomerId),
+            anonymous_id: own(Part::AnonymousId),
+            store_id: own(Part::StoreId),
+            channel: self.channel().to_owned(),
+            template: self.template().to_owned(),
+            fired_at: self.fired_at,
+            emitted_at: self.emitted_at,
+            group: self.group,
+            reason: self.reason().to_owned(),
+            payload: serde_json::from_str(self.payload_json()).unwrap_or_default(),
+            topic: self.topic,
+            route: crate::event::Str::default(),
+        }
+    }
+
+    fn part(&self, p: Part) -> &str {
+        let i = p as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    fn opt(&self, p: Part) -> Option<&str> {
+        (self.present & (1 << p as u16) != 0).then(|| self.part(p))
+    }
+
+    /// Deterministic id (see [`action_id`](crate::action::action_id)).
+    pub fn action_id(&self) -> &str {
+        self.part(Part::ActionId)
+    }
+
+    /// The trigger (or SQL rule) that fired.
+    pub fn trigger(&self) -> &str {
+        self.part(Part::Trigger)
+    }
+
+    /// The version of the trigger's rule.
+    pub fn rule_version(&self) -> &str {
+        self.part(Part::RuleVersion)
+    }
+
+    /// The customer key.
+    pub fn customer_id(&self) -> Option<&str> {
+        self.opt(Part::CustomerId)
+    }
+
+    /// The customer's latest anonymous id, where known.
+    pub fn anonymous_id(&self) -> Option<&str> {
+        self.opt(Part::AnonymousId)
+    }
+
+    /// The store, for store-bound actions.
+    pub fn store_id(&self) -> Option<&str> {
+        self.opt(Part::StoreId)
+    }
+
+    /// `push`, `sms`, `email`, ...
+    pub fn channel(&self) -> &str {
+        self.part(Part::Channel)
+    }
+
+    /// The template marketing automation renders.
+    pub fn template(&self) -> &str {
+        self.part(Part::Template)
+    }
+
+    /// Why it fired, in words.
+    pub fn reason(&self) -> &str {
+        self.part(Part::Reason)
+    }
+
+    /// Trigger-specific details, as JSON.
+    pub fn payload_json(&self) -> &str {
+        self.part(Part::Payload)
+    }
+
+    /// Appends the action's record to `buf`: the bytes its [`Action`] encodes to.
+    pub fn encode(&self, buf: &mut Vec<u8>) {
+        let record = Head {
+            action_id: self.action_id(),
+            trigger: self.trigger(),
+            rule_version: self.rule_version(),
+            customer_id: self.opt(Part::CustomerId),
+            anonymous_id: self.opt(Part::AnonymousId),
+            store_id: self.opt(Part::StoreId),
+            channel: self.channel(),
+            template: self.template(),
+            fired_at: self.fired_at,
+            emitted_at: self.emitted_at,
+            group: self.group,
+            reason: self.reason(),
+        };
+        with_payload(buf, &record, self.payload_json());
+    }
+}
+
+/// An action record but its payload, in the order of `docs/events.md`.
+#[derive(Serialize)]
+struct Head<'a> {
+    action_id: &'a str,
+    trigger: &'a str,
+    rule_version: &'a str,
+    customer_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    store_id: Option<&'a str>,
+    channel: &'a str,
+    template: &'a str,
+    fired_at: Timestamp,
+    emitted_at: Option<Timestamp>,
+    group: Group,
+    reason: &'a str,
+}
+
+/// Appends `record`'s JSON with `"payload":<payload>` as its last field.
+pub(super) fn with_payload<T: Serialize>(buf: &mut Vec<u8>, record: &T, payload: &str) {
+    // Structs of strings and instants always encode.
+    let _ = sonic_rs::to_writer(&mut *buf, record);
+    if buf.last() == Some(&b'}') {
+        buf.pop();
+    }
+    buf.extend_from_slice(b",\"payload\":");
+    buf.extend_from_slice(payload.as_bytes());
+    buf.push(b'}');
+}
+
+impl std::fmt::Debug for Packed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.unpack().fmt(f)
+    }
+}
+
+/// In a checkpoint a packed action is the action.
+impl Serialize for Packed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.unpack().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Packed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Action::deserialize(d).map(|a| Packed::new(&a))
+    }
+}
+
+impl From<Action> for Packed {
+    fn from(a: Action) -> Packed {
+        Packed::new(&a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::records::{Reason, Suppression};
+    use super::*;
+
+    fn full() -> Action {
+        let at = Timestamp::parse_rfc3339("2026-11-20T10:45:00Z").unwrap();
+        Action {
+            customer_id: Some("m-1001".into()),
+            anonymous_id: Some("dev-\"7f3a\"".into()),
+            channel: "push".into(),
+            template: "abandoned_cart_reminder".into(),
+            emitted_at: Some(at),
+            group: Group::Control,
+            reason: "cart cart-88 idle 30m, value 25.80 CNY \u{1f}é".into(),
+            payload: serde_json::json!({
+                "cart_id": "cart-88",
+                "items": [{"item_id": "sku-123", "price": "12.90", "quantity": 2}],
+                "value": "25.80"
+            }),
+            ..Action::new(
+                "abandoned_cart",
+                "1",
+                "m-1001",
+                at,
+                OutputTopic::Notifications,
+            )
+        }
+    }
+
+    #[test]
+    fn a_packed_action_encodes_and_unpacks_to_the_action_itself() {
+        let bare = Action::new(
+            "birthday",
+            "2",
+            "m-2",
+            Timestamp::from_secs(1),
+            OutputTopic::Notifications,
+        );
+        for a in [full(), bare] {
+            let p = Packed::new(&a);
+            assert_eq!(p.unpack(), a);
+            let mut buf = Vec::new();
+            p.encode(&mut buf);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                serde_json::to_string(&a).unwrap()
+            );
+            assert_eq!(
+                (p.action_id(), p.trigger(), p.customer_id()),
+                (
+                    a.action_id.as_str(),
+                    a.trigger.as_str(),
+                    a.customer_id.as_deref()
+                )
+            );
+            // A checkpoint's JSON of a packed action is the action's.
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, serde_json::to_string(&a).unwrap());
+            assert_eq!(serde_json::from_str::<Packed>(&json).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn a_packed_suppression_encodes_as_its_record() {
+        let s = Suppression {
+            action: Packed::new(&full()),
+            reason: Reason::Arbitration,
+            detail: "birthday (priority 5) won".into(),
+            at: Timestamp::from_secs(7),
+        };
+        let mut buf = Vec::new();
+        s.encode(&mut buf);
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            serde_json::to_string(&s).unwrap()
+        );
+    }
+}
