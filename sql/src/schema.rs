@@ -375,23 +375,7 @@ pub fn append_packed(
 
 /// Appends an action written to `topic` (`detail` for suppressions).
 pub fn append_action(rows: &mut Rows, topic: &str, a: &Action, detail: Option<&str>) {
-    let payload = (!a.payload.is_null()).then(|| a.payload.to_string());
-    rows.text(Some(&a.action_id))
-        .text(Some(topic))
-        .text(Some(&a.trigger))
-        .text(Some(&a.rule_version))
-        .text(a.customer_id.as_deref())
-        .text(a.anonymous_id.as_deref())
-        .text(a.store_id.as_deref())
-        .text(Some(&a.channel))
-        .text(Some(&a.template))
-        .time(Some(a.fired_at))
-        .time(a.emitted_at)
-        .text(Some(a.group.as_str()))
-        .text(Some(&a.reason))
-        .text(detail)
-        .text(payload.as_deref());
-    rows.end();
+    append_packed(rows, topic, &Packed::new(a), None, detail);
 }
 
 fn value_of(items: &[Item]) -> Option<Decimal> {

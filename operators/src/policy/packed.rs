@@ -173,27 +173,41 @@ impl Packed {
 
     /// Appends the action's record to `buf`: the bytes its [`Action`] encodes to.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        let record = Head {
+        with_payload(buf, &self.record::<()>(None, None), self.payload_json());
+    }
+
+    /// Its record: a notification's, or with `stopped` (reason code, detail, when) a
+    /// suppression's; without `payload`, all but the payload.
+    pub(super) fn record<'a, P>(
+        &'a self,
+        stopped: Option<(&'a str, &'a str, Timestamp)>,
+        payload: Option<P>,
+    ) -> Record<'a, P> {
+        Record {
             action_id: self.action_id(),
             trigger: self.trigger(),
             rule_version: self.rule_version(),
-            customer_id: self.opt(Part::CustomerId),
-            anonymous_id: self.opt(Part::AnonymousId),
-            store_id: self.opt(Part::StoreId),
+            customer_id: self.customer_id(),
+            anonymous_id: self.anonymous_id(),
+            store_id: self.store_id(),
             channel: self.channel(),
             template: self.template(),
             fired_at: self.fired_at,
             emitted_at: self.emitted_at,
             group: self.group,
-            reason: self.reason(),
-        };
-        with_payload(buf, &record, self.payload_json());
+            reason: stopped.map_or(self.reason(), |(code, ..)| code),
+            detail: stopped.map(|(_, detail, _)| detail),
+            suppressed_at: stopped.map(|(.., at)| at),
+            action_reason: stopped.map(|_| self.reason()),
+            payload,
+        }
     }
 }
 
-/// An action record but its payload, in the order of `docs/events.md`.
+/// An action's record, in the order of `docs/events.md`; a suppression's adds why it
+/// was stopped before the payload.
 #[derive(Serialize)]
-struct Head<'a> {
+pub(super) struct Record<'a, P> {
     action_id: &'a str,
     trigger: &'a str,
     rule_version: &'a str,
@@ -206,6 +220,14 @@ struct Head<'a> {
     emitted_at: Option<Timestamp>,
     group: Group,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    suppressed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<P>,
 }
 
 /// Appends `record`'s JSON with `"payload":<payload>` as its last field.

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::lift::Conversion;
 use super::packed::Packed;
-use crate::action::Group;
 use crate::event::{Event, EventKind, Str};
 use crate::time::Timestamp;
 
@@ -48,55 +47,16 @@ pub struct Suppression {
     pub at: Timestamp,
 }
 
-/// A suppression record: the action's fields, why it was stopped, then its payload.
-#[derive(Serialize)]
-struct Record<'a, P> {
-    action_id: &'a str,
-    trigger: &'a str,
-    rule_version: &'a str,
-    customer_id: Option<&'a str>,
-    anonymous_id: Option<&'a str>,
-    store_id: Option<&'a str>,
-    channel: &'a str,
-    template: &'a str,
-    fired_at: Timestamp,
-    emitted_at: Option<Timestamp>,
-    group: Group,
-    reason: &'static str,
-    detail: &'a str,
-    suppressed_at: Timestamp,
-    action_reason: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<P>,
-}
-
 impl Suppression {
-    fn record<P>(&self, payload: Option<P>) -> Record<'_, P> {
-        let a = &self.action;
-        Record {
-            action_id: a.action_id(),
-            trigger: a.trigger(),
-            rule_version: a.rule_version(),
-            customer_id: a.customer_id(),
-            anonymous_id: a.anonymous_id(),
-            store_id: a.store_id(),
-            channel: a.channel(),
-            template: a.template(),
-            fired_at: a.fired_at,
-            emitted_at: a.emitted_at,
-            group: a.group,
-            reason: self.reason.as_str(),
-            detail: &self.detail,
-            suppressed_at: self.at,
-            action_reason: a.reason(),
-            payload,
-        }
+    /// Why it was stopped: reason code, detail, when.
+    fn stopped(&self) -> Option<(&str, &str, Timestamp)> {
+        Some((self.reason.as_str(), &self.detail, self.at))
     }
 
     /// Appends the record to `buf`: the bytes its `Serialize` gives, with the payload
     /// the action was packed with.
     pub fn encode(&self, buf: &mut Vec<u8>) {
-        let record = self.record::<()>(None);
+        let record = self.action.record::<()>(self.stopped(), None);
         super::packed::with_payload(buf, &record, self.action.payload_json());
     }
 }
@@ -105,7 +65,9 @@ impl Serialize for Suppression {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let payload: serde_json::Value =
             serde_json::from_str(self.action.payload_json()).unwrap_or_default();
-        self.record(Some(payload)).serialize(s)
+        self.action
+            .record(self.stopped(), Some(payload))
+            .serialize(s)
     }
 }
 

@@ -250,7 +250,7 @@ impl Local {
         let out = &mut self.out;
         let now = Timestamp::now();
         if !out.written.is_empty() {
-            self.sinks.write_packed(&mut out.written, &mut self.buf)?;
+            self.sinks.write_actions(&mut out.written, &mut self.buf)?;
             out.written.retain(|a| a.emitted_at.is_some());
             for a in &out.written {
                 self.counters
@@ -258,7 +258,7 @@ impl Local {
                     .get(a.trigger(), a.group.as_str())
                     .inc();
             }
-            self.stats.packed(&out.written);
+            self.stats.actions(&out.written, &[]);
         }
         for s in &mut out.suppressed {
             s.action.emitted_at = Some(now);

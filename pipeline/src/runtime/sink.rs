@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use footfall_operators::action::{Action, DeadLetter, OutputTopic};
+use footfall_operators::action::{Action, DeadLetter, Group, OutputTopic};
 use footfall_operators::key::partition_for;
 use footfall_operators::policy::Packed;
 use footfall_operators::time::Timestamp;
@@ -246,12 +246,11 @@ impl Sinks {
         }
     }
 
-    /// Appends the policies' actions not written before (stamping `emitted_at`), each
-    /// to its customer's partition, and flushes their partitions. Returns how many were
-    /// new.
-    pub fn write_packed(
+    /// Appends actions not written before (stamping `emitted_at`) and flushes their
+    /// partitions. Returns how many were new.
+    pub fn write_actions<A: Outgoing>(
         &self,
-        actions: &mut [Packed],
+        actions: &mut [A],
         buf: &mut Vec<u8>,
     ) -> Result<usize, LogError> {
         let now = Timestamp::now();
@@ -259,9 +258,8 @@ impl Sinks {
         let mut new = 0;
         let mut recorded = Vec::new();
         for (i, a) in actions.iter_mut().enumerate() {
-            let key = a.customer_id().unwrap_or("");
-            let t = index(a.topic);
-            let p = partition_for(key, self.topics[t].len() as u32) as usize;
+            let t = index(a.topic());
+            let p = partition_for(a.key(), self.topics[t].len() as u32) as usize;
             let Some(slot) = &self.topics[t][p] else {
                 continue;
             };
@@ -269,10 +267,10 @@ impl Sinks {
             if !slot.insert(xxh3_128(a.action_id().as_bytes())) {
                 continue;
             }
-            a.emitted_at = Some(now);
+            a.stamp(now);
             buf.clear();
             a.encode(buf);
-            slot.writer.append(a.customer_id().unwrap_or(""), buf)?;
+            slot.writer.append(a.key(), buf)?;
             new += 1;
             if self.record.is_some() {
                 recorded.push(i);
@@ -281,78 +279,17 @@ impl Sinks {
                 touched.push((t, p));
             }
         }
-        self.flush(touched)?;
-        if let Some(table) = &self.record
-            && !recorded.is_empty()
-        {
-            let mut table = lock(table);
-            for i in recorded {
-                let a = &actions[i];
-                table.append_packed(a.topic.name(), a, None, None);
-            }
-        }
-        Ok(new)
-    }
-
-    /// Flushes the `(topic, partition)`s written to.
-    fn flush(&self, touched: Vec<(usize, usize)>) -> Result<(), LogError> {
         for (t, p) in touched {
             if let Some(slot) = &self.topics[t][p] {
                 lock(slot).writer.flush()?;
             }
         }
-        Ok(())
-    }
-
-    /// Appends actions not written before (stamping `emitted_at`) and flushes their
-    /// partitions. Returns how many were new.
-    pub fn write_actions(
-        &self,
-        actions: &mut [Action],
-        buf: &mut Vec<u8>,
-    ) -> Result<usize, LogError> {
-        let now = Timestamp::now();
-        let mut touched: Vec<(usize, usize)> = Vec::new();
-        let mut new = 0;
-        let mut recorded = Vec::new();
-        for (i, a) in actions.iter_mut().enumerate() {
-            let key = match a.route.as_str() {
-                "" => a
-                    .customer_id
-                    .as_deref()
-                    .or(a.store_id.as_deref())
-                    .unwrap_or(""),
-                route => route,
-            };
-            let t = index(a.topic);
-            let p = partition_for(key, self.topics[t].len() as u32) as usize;
-            let Some(slot) = &self.topics[t][p] else {
-                continue;
-            };
-            let mut slot = lock(slot);
-            if !slot.insert(xxh3_128(a.action_id.as_bytes())) {
-                continue;
-            }
-            a.emitted_at = Some(now);
-            buf.clear();
-            encode(buf, a);
-            slot.writer.append(key, buf)?;
-            new += 1;
-            if self.record.is_some() {
-                recorded.push(i);
-            }
-            if !touched.contains(&(t, p)) {
-                touched.push((t, p));
-            }
-        }
-        self.flush(touched)?;
         if let Some(table) = &self.record
             && !recorded.is_empty()
         {
             let mut table = lock(table);
             for i in recorded {
-                let a = &actions[i];
-                table.append_action(a.topic.name(), a, None);
+                actions[i].record(&mut table);
             }
         }
         Ok(new)
@@ -452,6 +389,97 @@ impl Sinks {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock is a bug; the slot itself is still consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An action on its way to an output topic: a trigger's own, or one the policies
+/// passed (packed).
+pub trait Outgoing {
+    /// The key that picks its partition.
+    fn key(&self) -> &str;
+    /// Its `action_id`.
+    fn action_id(&self) -> &str;
+    /// Its trigger.
+    fn trigger(&self) -> &str;
+    /// Treatment or control.
+    fn group(&self) -> Group;
+    /// Where it goes.
+    fn topic(&self) -> OutputTopic;
+    /// Sets `emitted_at`.
+    fn stamp(&mut self, now: Timestamp);
+    /// Appends its record's JSON to `buf`.
+    fn encode(&self, buf: &mut Vec<u8>);
+    /// Adds it to SQL's `actions` table.
+    fn record(&self, table: &mut footfall_sql::Tables);
+    /// The action itself (a sample for reports).
+    fn to_action(&self) -> Action;
+}
+
+impl Outgoing for Action {
+    fn key(&self) -> &str {
+        match self.route.as_str() {
+            "" => self
+                .customer_id
+                .as_deref()
+                .or(self.store_id.as_deref())
+                .unwrap_or(""),
+            route => route,
+        }
+    }
+    fn action_id(&self) -> &str {
+        &self.action_id
+    }
+    fn trigger(&self) -> &str {
+        &self.trigger
+    }
+    fn group(&self) -> Group {
+        self.group
+    }
+    fn topic(&self) -> OutputTopic {
+        self.topic
+    }
+    fn stamp(&mut self, now: Timestamp) {
+        self.emitted_at = Some(now);
+    }
+    fn encode(&self, buf: &mut Vec<u8>) {
+        encode(buf, self);
+    }
+    fn record(&self, table: &mut footfall_sql::Tables) {
+        table.append_action(self.topic.name(), self, None);
+    }
+    fn to_action(&self) -> Action {
+        self.clone()
+    }
+}
+
+/// The policies write an action to its customer's partition.
+impl Outgoing for Packed {
+    fn key(&self) -> &str {
+        self.customer_id().unwrap_or("")
+    }
+    fn action_id(&self) -> &str {
+        Packed::action_id(self)
+    }
+    fn trigger(&self) -> &str {
+        Packed::trigger(self)
+    }
+    fn group(&self) -> Group {
+        self.group
+    }
+    fn topic(&self) -> OutputTopic {
+        self.topic
+    }
+    fn stamp(&mut self, now: Timestamp) {
+        self.emitted_at = Some(now);
+    }
+    fn encode(&self, buf: &mut Vec<u8>) {
+        Packed::encode(self, buf);
+    }
+    fn record(&self, table: &mut footfall_sql::Tables) {
+        table.append_packed(self.topic.name(), self, None, None);
+    }
+    fn to_action(&self) -> Action {
+        self.unpack()
+    }
 }
 
 /// Appends `record`'s JSON to `buf`: the bytes `serde_json` writes, by sonic-rs's

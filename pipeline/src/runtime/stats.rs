@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::sink::Outgoing;
 use footfall_operators::action::{Action, Group};
 use footfall_operators::event::Topic;
 
@@ -96,32 +97,17 @@ impl Stats {
             .clone()
     }
 
-    /// Counts the policies' written actions (and keeps the first few as samples).
-    pub(crate) fn packed(&self, actions: &[footfall_operators::policy::Packed]) {
+    pub(crate) fn actions<A: Outgoing>(&self, actions: &[A], latencies_us: &[u32]) {
         let mut map = self.actions.lock().unwrap_or_else(|e| e.into_inner());
         for a in actions {
-            bump(&mut map, a.trigger(), a.group);
-        }
-        drop(map);
-        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-        for a in actions.iter().filter(|a| a.group == Group::Treatment) {
-            if s.len() < SAMPLES || !s.iter().any(|x| x.trigger == a.trigger()) {
-                s.push(a.unpack());
-            }
-        }
-    }
-
-    pub(crate) fn actions(&self, actions: &[Action], latencies_us: &[u32]) {
-        let mut map = self.actions.lock().unwrap_or_else(|e| e.into_inner());
-        for a in actions {
-            bump(&mut map, &a.trigger, a.group);
+            bump(&mut map, a.trigger(), a.group());
         }
         drop(map);
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         // The first few, and the first of every trigger.
-        for a in actions.iter().filter(|a| a.group == Group::Treatment) {
-            if s.len() < SAMPLES || !s.iter().any(|x| x.trigger == a.trigger) {
-                s.push(a.clone());
+        for a in actions.iter().filter(|a| a.group() == Group::Treatment) {
+            if s.len() < SAMPLES || !s.iter().any(|x| x.trigger == a.trigger()) {
+                s.push(a.to_action());
             }
         }
         drop(s);
