@@ -48,6 +48,18 @@ const SHA256_OF_EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca
 /// `null`, `undefined`, `anonymous` (any case, surrounding spaces ignored), all zeros
 /// (`0000`, `00000000-0000-0000-0000-000000000000`), or the SHA-256 of nothing.
 pub fn is_junk(value: &str) -> bool {
+    // Nearly every id is a real one: longer than the words below (other than the SHA-256
+    // of nothing), not padded, and holding a byte other than `0` and `-` near its start.
+    let b = value.as_bytes();
+    if let (Some(first), Some(last)) = (b.first(), b.last())
+        && first.is_ascii_alphanumeric()
+        && last.is_ascii_alphanumeric()
+        && !matches!(b.len(), 3 | 4 | 9 | 64)
+        && b.len() > 2
+        && b[..3].iter().any(|&c| c != b'0' && c != b'-')
+    {
+        return false;
+    }
     let v = value.trim();
     if v.is_empty() || v == "-1" {
         return true;
@@ -79,10 +91,25 @@ mod tests {
             "00000000-0000-0000-0000-000000000000",
             "0000000000000000000000000000000000000000000000000000000000000000",
             SHA256_OF_EMPTY,
+            " null ",
+            "NIL",
+            "00000",
+            "0-0-0-0-0",
         ] {
             assert!(is_junk(j), "{j:?}");
         }
-        for id in ["m-1001", "dev-7f3a", "10", "a0", "0x0"] {
+        for id in [
+            "m-1001",
+            "dev-7f3a",
+            "10",
+            "a0",
+            "0x0",
+            "00a1",
+            "0-00-1",
+            " m-1001 ",
+            "Nils",
+            SHA256_OF_EMPTY.replace('e', "f").as_str(),
+        ] {
             assert!(!is_junk(id), "{id:?}");
         }
         assert_eq!(IdType::parse("email_sha256"), Some(IdType::EmailSha256));

@@ -125,8 +125,8 @@ impl Local {
         self.rx.is_some()
     }
 
-    /// Takes in `msg`, and what else is already queued, then writes what they decided:
-    /// one write (and one flush per partition) for the lot.
+    /// Takes in `msg`, and what else is already queued. What they decide waits for
+    /// [`write`](Self::write): one write (and one flush per partition) for the lot.
     pub fn take(&mut self, msg: PolicyMsg) -> Result<(), LogError> {
         self.on_msg(msg)?;
         for _ in 1..DRAIN {
@@ -135,10 +135,12 @@ impl Local {
             };
             self.on_msg(msg)?;
         }
-        if !self.out.is_empty() {
-            self.write()?;
-        }
         Ok(())
+    }
+
+    /// Output decided and not yet written (see [`write`](Self::write)).
+    pub fn unwritten(&self) -> usize {
+        self.out.written.len() + self.out.suppressed.len() + self.out.conversions.len()
     }
 
     /// No more input will come: applies everything up to the last clock (the end of a
@@ -245,8 +247,16 @@ impl Local {
         self.progress[from] = self.progress[from].max(msg.progress);
     }
 
-    fn write(&mut self) -> Result<(), LogError> {
+    /// Writes the output decided so far: actions, suppressions and conversions, and
+    /// counts them. Its worker calls it when it is about to wait, or holds enough.
+    pub fn write(&mut self) -> Result<(), LogError> {
         let m = metrics::get();
+        let held = self.policy.held() as i64;
+        m.actions_held.add(held - self.held);
+        self.held = held;
+        if self.out.is_empty() {
+            return Ok(());
+        }
         let out = &mut self.out;
         let now = Timestamp::now();
         if !out.written.is_empty() {
@@ -298,9 +308,6 @@ impl Local {
         out.conversions.clear();
         out.erased = 0;
         out.duplicates = 0;
-        let held = self.policy.held() as i64;
-        m.actions_held.add(held - self.held);
-        self.held = held;
         Ok(())
     }
 }

@@ -85,6 +85,11 @@ pub enum Work {
 /// Actions a worker holds before writing them.
 const CHUNK: usize = 4096;
 
+/// How long a busy worker (more batches queued) may hold output before writing it. An
+/// idle worker writes at once; a busy one gathers the output of several batches into one
+/// write per partition instead of a write (a system call) per batch.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// Actions a worker has produced and not yet written, each with the read time of the
 /// record that made it due.
 struct Pending {
@@ -94,6 +99,12 @@ struct Pending {
     read_ats: Vec<Instant>,
     /// Per action, the worker's clock when the work that made it began.
     arrived: Vec<Timestamp>,
+    /// Actions for their topic as they are (not customer-facing, or no policies), with
+    /// the read time of their record, waiting for [`write`](Self::write).
+    unwritten: Vec<Action>,
+    unwritten_read_ats: Vec<Instant>,
+    /// When output was last written.
+    written_at: Instant,
     buf: Vec<u8>,
     latencies: Vec<u32>,
     /// Per partition's policies: actions and facts not yet sent.
@@ -110,32 +121,57 @@ impl Pending {
         self.arrived.resize(self.actions.len(), arrived);
     }
 
-    /// Writes the actions and records their latency and counts.
+    /// Routes the actions made so far and writes those for their topic as they are.
     fn emit(&mut self) -> Result<(), LogError> {
+        self.route();
+        self.write()
+    }
+
+    /// Customer-facing actions go on to their customer's policies (packed, into the
+    /// outbox); the time they took to get there is their latency (what the policies hold
+    /// back is by design). The rest wait for [`write`](Self::write).
+    fn route(&mut self) {
         if self.actions.is_empty() {
-            return Ok(());
+            return;
         }
         let m = metrics::get();
-        // Customer-facing actions go on to their customer's policies; the time they took
-        // to get there is their latency (what the policies hold back is by design).
         let n = self.outbox.len() as u32;
-        let actions = std::mem::take(&mut self.actions);
-        let read_ats = std::mem::take(&mut self.read_ats);
-        let arrived = std::mem::take(&mut self.arrived);
-        for ((a, read_at), arrived) in actions.into_iter().zip(read_ats).zip(arrived) {
+        let made = self
+            .actions
+            .drain(..)
+            .zip(self.read_ats.drain(..))
+            .zip(self.arrived.drain(..));
+        for ((a, read_at), arrived) in made {
             if a.topic == OutputTopic::Notifications && !self.direct {
                 m.latency.observe(read_at.elapsed().as_secs_f64());
                 let p = partition_for(a.customer_id.as_deref().unwrap_or(""), n) as usize;
                 self.outbox[p].push((arrived, Input::Action(Packed::new(&a))));
             } else {
-                self.actions.push(a);
-                self.read_ats.push(read_at);
+                self.unwritten.push(a);
+                self.unwritten_read_ats.push(read_at);
             }
         }
-        self.sinks.write_actions(&mut self.actions, &mut self.buf)?;
+    }
+
+    /// Whether output held back should be written now: the worker is about to wait
+    /// (`idle`), or holds a chunk of it, or has held it for [`HOLD`].
+    fn write_due(&self, idle: bool, held_elsewhere: usize) -> bool {
+        idle || self.unwritten.len() + held_elsewhere >= CHUNK || self.written_at.elapsed() >= HOLD
+    }
+
+    /// Writes the routed actions for their topic as they are, and records their latency
+    /// and counts.
+    fn write(&mut self) -> Result<(), LogError> {
+        self.written_at = Instant::now();
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let m = metrics::get();
+        self.sinks
+            .write_actions(&mut self.unwritten, &mut self.buf)?;
         self.latencies.clear();
         // Actions already in the output (a replay over the same log) are not new.
-        for (a, t) in self.actions.iter().zip(&self.read_ats) {
+        for (a, t) in self.unwritten.iter().zip(&self.unwritten_read_ats) {
             if a.emitted_at.is_none() {
                 continue;
             }
@@ -147,10 +183,10 @@ impl Pending {
             self.latencies
                 .push((secs * 1e6).min(f64::from(u32::MAX)) as u32);
         }
-        self.actions.retain(|a| a.emitted_at.is_some());
-        self.stats.actions(&self.actions, &self.latencies);
-        self.actions.clear();
-        self.read_ats.clear();
+        self.unwritten.retain(|a| a.emitted_at.is_some());
+        self.stats.actions(&self.unwritten, &self.latencies);
+        self.unwritten.clear();
+        self.unwritten_read_ats.clear();
         Ok(())
     }
 }
@@ -349,6 +385,19 @@ async fn live_asked(retain: &mut Option<Retain>) {
     }
 }
 
+/// Writes the worker's output held back, and its own partition's policies', if it is due.
+fn write_due(p: &mut Pending, policies: &mut Policies, idle: bool) -> Result<(), LogError> {
+    let held = policies.local.as_ref().map_or(0, Local::unwritten);
+    if !p.write_due(idle, held) {
+        return Ok(());
+    }
+    p.write()?;
+    if let Some(local) = &mut policies.local {
+        local.write()?;
+    }
+    Ok(())
+}
+
 /// Runs one partition worker until the sequencer hangs up.
 pub async fn run(
     mut worker: Worker,
@@ -366,6 +415,9 @@ pub async fn run(
         actions: Vec::new(),
         read_ats: Vec::new(),
         arrived: Vec::new(),
+        unwritten: Vec::new(),
+        unwritten_read_ats: Vec::new(),
+        written_at: Instant::now(),
         buf: Vec::with_capacity(4096),
         latencies: Vec::new(),
         outbox: (0..policies.tasks.len()).map(|_| Vec::new()).collect(),
@@ -398,6 +450,7 @@ pub async fn run(
                 if let (Some(msg), Some(local)) = (msg, &mut policies.local) {
                     local.take(msg)?;
                 }
+                write_due(&mut p, &mut policies, rx.is_empty())?;
                 continue;
             }
             Wake::Due => {
@@ -500,13 +553,16 @@ pub async fn run(
             };
             p.mark(read_at, arrived);
         }
-        p.emit()?;
+        p.route();
         // While more batches wait, their input joins this one's: fewer, fuller messages
-        // (and wake-ups) for other partitions, and nothing held once the worker is idle.
+        // (and wake-ups) for other partitions, and fewer, larger writes; nothing is held
+        // once the worker is idle.
+        let idle = rx.is_empty();
         let queued: usize = p.outbox.iter().map(Vec::len).sum();
-        if rx.is_empty() || queued >= SEND_AT {
+        if idle || queued >= SEND_AT {
             policies.send(&mut p, worker.clock(), None, false)?;
         }
+        write_due(&mut p, &mut policies, idle)?;
         if let Some(r) = &mut retain {
             r.publish(worker.clock(), false);
             if r.live_asked() {
@@ -521,6 +577,10 @@ pub async fn run(
         last_timers = timers;
     }
     m.timers_pending.sub(last_timers);
+    p.emit()?;
+    if let Some(local) = &mut policies.local {
+        local.write()?;
+    }
     if let Some(r) = &mut retain {
         r.publish(worker.clock(), true);
     }
@@ -536,7 +596,10 @@ pub async fn run(
                 _ = live_asked(&mut retain) => None,
             };
             match msg {
-                Some(Some(msg)) => local.take(msg)?,
+                Some(Some(msg)) => {
+                    local.take(msg)?;
+                    local.write()?;
+                }
                 Some(None) => break,
                 None => {
                     if let Some(r) = &mut retain {
