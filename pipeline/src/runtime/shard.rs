@@ -385,8 +385,8 @@ async fn live_asked(retain: &mut Option<Retain>) {
     }
 }
 
-/// Writes the worker's output held back, and its own partition's policies', if it is due.
-fn write_due(p: &mut Pending, policies: &mut Policies, idle: bool) -> Result<(), LogError> {
+/// Writes the output the worker holds back, and its own partition's policies', once it is due.
+fn write_held(p: &mut Pending, policies: &mut Policies, idle: bool) -> Result<(), LogError> {
     let held = policies.local.as_ref().map_or(0, Local::unwritten);
     if !p.write_due(idle, held) {
         return Ok(());
@@ -450,7 +450,7 @@ pub async fn run(
                 if let (Some(msg), Some(local)) = (msg, &mut policies.local) {
                     local.take(msg)?;
                 }
-                write_due(&mut p, &mut policies, rx.is_empty())?;
+                write_held(&mut p, &mut policies, rx.is_empty())?;
                 continue;
             }
             Wake::Due => {
@@ -562,7 +562,7 @@ pub async fn run(
         if idle || queued >= SEND_AT {
             policies.send(&mut p, worker.clock(), None, false)?;
         }
-        write_due(&mut p, &mut policies, idle)?;
+        write_held(&mut p, &mut policies, idle)?;
         if let Some(r) = &mut retain {
             r.publish(worker.clock(), false);
             if r.live_asked() {
