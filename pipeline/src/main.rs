@@ -312,8 +312,9 @@ fn main() -> std::process::ExitCode {
 /// exporter's whole batch on the exporter's thread, while its own thread idles, and runs
 /// there with its state in the other core's cache. With the slot off it goes to a queue
 /// the idle thread steals from. On `footfall bench` (35,000 such imports, 15,000 of them
-/// waiting) this took what the identity graph and policies add from +31 % to +18 % of
-/// wall time, and the run without them did not change.
+/// waiting) this took what the identity graph and policies add from +32.8 to +21.7 % of
+/// wall time in one set of interleaved rounds and from +31.7 to +16.9 % in another (a
+/// third, on a busier machine, saw no change); the run without them did not change.
 fn runtime_builder() -> tokio::runtime::Builder {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
