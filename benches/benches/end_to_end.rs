@@ -6,8 +6,7 @@ use footfall_pipeline::bench::{BenchParams, run};
 use footfall_pipeline::config::Config;
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+    let rt = footfall_pipeline::runtime::builder()
         .build()
         .expect("runtime");
     let events = 100_000;
