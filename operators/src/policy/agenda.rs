@@ -68,6 +68,25 @@ impl Agenda {
         }
     }
 
+    /// Visits entries `due` says are due, in no particular order: up to `limit` from
+    /// the head of each queue (and of the scheduled ones).
+    pub fn visit_due(&self, due: impl Fn(&Order) -> bool, limit: usize, mut f: impl FnMut(&Entry)) {
+        let queued = self.queues.iter().chain(std::iter::once(&self.closes));
+        for q in queued {
+            for (_, e) in q.iter().take(limit).take_while(|(o, _)| due(o)) {
+                f(e);
+            }
+        }
+        for (_, e) in self
+            .scheduled
+            .iter()
+            .take(limit)
+            .take_while(|(o, _)| due(o))
+        {
+            f(e);
+        }
+    }
+
     /// Keeps only the entries `keep` says to.
     pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) {
         for q in self
@@ -132,6 +151,42 @@ mod tests {
         }
         orders.sort();
         assert_eq!(out, orders);
+    }
+
+    #[test]
+    fn visit_due_sees_the_due_heads_of_every_queue_and_nothing_later() {
+        let t = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+        let mut agenda = Agenda::default();
+        let orders = [
+            (t(1), FACT, 0, 0),
+            (t(2), FACT, 0, 1),
+            (t(9), FACT, 0, 2),
+            (t(3), FACT, 0, 3), // late: goes before t(9) in its queue
+            (t(4), ACTION, 1, 0),
+            (t(2), CLOSE, u32::MAX, 0),
+            (t(5), RELEASE, u32::MAX, 1),
+            (t(8), RELEASE, u32::MAX, 2),
+        ];
+        for (n, o) in orders.iter().enumerate() {
+            agenda.insert(*o, close(n as i64));
+        }
+        let visited = |limit| {
+            let mut seen = Vec::new();
+            agenda.visit_due(
+                |o| o.0 <= t(5),
+                limit,
+                |e| {
+                    if let Entry::Close { window, .. } = e {
+                        seen.push(*window);
+                    }
+                },
+            );
+            seen.sort();
+            seen
+        };
+        // Not t(8), nor t(9), which is after t(5); with a limit, only each queue's head.
+        assert_eq!(visited(64), vec![0, 1, 3, 4, 5, 6]);
+        assert_eq!(visited(1), vec![0, 4, 5, 6]);
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub struct Consent {
 }
 
 impl Consent {
+    /// The known channels' consent, two bits each (for reading ahead).
+    pub(super) fn bits(&self) -> u8 {
+        self.known
+    }
+
     /// The consent stated for `channel`, if any.
     pub fn get(&self, channel: &str) -> Option<bool> {
         match KNOWN.iter().position(|k| *k == channel) {

@@ -149,6 +149,9 @@ enum Entry {
     Release(Packed),
 }
 
+/// Due entries per agenda queue whose customers [`Policy::touch`] reads ahead.
+const TOUCH: usize = 64;
+
 /// Order of the agenda: (instant, rank, source worker, sequence). At one instant,
 /// windows ending there are decided first, then facts apply, then actions due then
 /// arrive, then held actions are released (after the facts that may withdraw consent).
@@ -277,6 +280,7 @@ impl Policy {
                 at < to
             }
         };
+        self.touch(&due);
         while let Some(((at, ..), entry)) = self.agenda.pop_if(due) {
             if matches!(entry, Entry::Release(_)) {
                 self.held -= 1;
@@ -284,6 +288,30 @@ impl Policy {
             self.apply(at, entry, out);
         }
         self.frontier = self.frontier.max(to);
+    }
+
+    /// Reads ahead the state of the customers whose input is due, and whether due
+    /// actions were written before, before applying any of it. These lookups do not
+    /// depend on one another, so the processor overlaps their cache misses; applying the
+    /// input one by one then finds them in cache, where it would wait for each miss in
+    /// turn.
+    fn touch(&self, due: &impl Fn(&Order) -> bool) {
+        let mut sum = 0u64;
+        self.agenda.visit_due(due, TOUCH, |e| {
+            let key = match e {
+                Entry::Action(a) => {
+                    sum += u64::from(self.seen.contains(a.action_id()));
+                    a.customer_id()
+                }
+                Entry::Release(a) => a.customer_id(),
+                Entry::Close { customer, .. } => Some(customer.as_str()),
+                Entry::Fact(f) | Entry::LateFact(_, f) => f.customer(),
+            };
+            if let Some(c) = key.and_then(|k| self.customers.get(k)) {
+                sum += u64::from(c.consent.bits());
+            }
+        });
+        std::hint::black_box(sum);
     }
 
     fn schedule(&mut self, at: Timestamp, rank: u8, entry: Entry, out: &mut Output) {

@@ -144,6 +144,19 @@ impl Fact {
     }
 }
 
+impl Fact {
+    /// The customer it is about, if any.
+    pub fn customer(&self) -> Option<&str> {
+        match self {
+            Fact::Profile { key, .. }
+            | Fact::Purchase { key, .. }
+            | Fact::Erase { key }
+            | Fact::Expire { key } => Some(key),
+            Fact::Store { .. } => None,
+        }
+    }
+}
+
 /// One input of a [`Policy`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
