@@ -26,6 +26,7 @@ fn bench(c: &mut Criterion) {
                     open_carts: false,
                     without_policies: false,
                     without_identity: false,
+                    exiting: false,
                 };
                 let r = rt
                     .block_on(run(&Config::default(), dir.path(), &p))

@@ -31,6 +31,8 @@ pub struct BenchParams {
     /// No identity graph (see [`crate::runtime::RunOptions::without_identity`]); with
     /// `without_policies`, the baseline their cost is measured against.
     pub without_identity: bool,
+    /// The process exits after the replay (see [`crate::runtime::RunOptions::exiting`]).
+    pub exiting: bool,
 }
 
 /// The figures.
@@ -205,6 +207,7 @@ pub async fn measure(
             rule_priorities: None,
             without_policies: p.without_policies,
             without_identity: p.without_identity,
+            exiting: p.exiting,
         },
     )
     .await?;

@@ -62,7 +62,7 @@ pub(super) async fn stream(
             Ok((sizes, bytes))
         });
         // The state is freed here, on this thread, not on the runtime's.
-        drop(file);
+        crate::runtime::release(file);
         encoded.map_err(|e| CheckpointError::Encode(e.to_string()))
     });
     // Parts go to the upload as they are encoded, without a copy.
@@ -108,7 +108,7 @@ fn write_local(dest: &Path, file: File) -> Result<(Vec<SectionSize>, u64), Check
         Ok((sizes, bytes))
     });
     // The state is freed here, on this blocking thread, not on the runtime's.
-    drop(file);
+    crate::runtime::release(file);
     match encoded.and_then(|done| std::fs::rename(&staged, dest).map(|()| done)) {
         Ok(done) => Ok(done),
         Err(e) => {

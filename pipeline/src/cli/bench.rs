@@ -111,6 +111,7 @@ impl BenchArgs {
             open_carts: self.open_carts,
             without_policies: self.without_policies,
             without_identity: self.without_identity,
+            exiting: true,
         };
         if self.prepare_only {
             let prepared = bench::prepare(&cfg, &dir, &p)?;

@@ -78,6 +78,7 @@ pub async fn run_service(cfg: Config) -> anyhow::Result<()> {
             rule_priorities: Some(priorities),
             without_policies: false,
             without_identity: false,
+            exiting: true,
         },
     )
     .await;

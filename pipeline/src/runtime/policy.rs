@@ -153,6 +153,11 @@ impl Local {
         self.write()
     }
 
+    /// Ends these policies: their state goes to [`super::release`], the rest is dropped.
+    pub fn release(self) {
+        super::release(self.policy);
+    }
+
     /// Each customer's consent, zone and home store (SQL's `customers` table).
     pub fn live(&self) -> footfall_operators::live::Live {
         self.policy.live()

@@ -215,6 +215,11 @@ impl Sequencer {
         self.release(msg.read_at).await
     }
 
+    /// The identity graph, leaving an empty one (at the end of a run).
+    pub fn take_identity(&mut self) -> Identity {
+        std::mem::take(&mut self.identity)
+    }
+
     /// Keys every event by its own ids, without the identity graph: the baseline that
     /// `footfall bench --policy-cost` measures the graph against.
     pub fn without_identity(mut self) -> Self {

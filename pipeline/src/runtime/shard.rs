@@ -610,5 +610,8 @@ pub async fn run(
         }
         local.finish()?;
     }
+    if let Some(local) = policies.local.take() {
+        local.release();
+    }
     Ok(worker)
 }
