@@ -17,6 +17,7 @@ pub mod assign;
 pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;
+mod exit;
 pub mod policy;
 pub mod sequencer;
 pub mod shard;
@@ -26,7 +27,6 @@ pub mod stats;
 pub mod topics;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use footfall_operators::event::Topic;
@@ -43,6 +43,7 @@ use crate::log::{Log, LogError};
 use checkpointer::Checkpointer;
 use clock::{Clock, Mode};
 use dedupe::Dedupe;
+pub use exit::release;
 use sink::Sinks;
 use source::{Pacer, Source, SourceMsg};
 use stats::Stats;
@@ -65,22 +66,6 @@ pub fn builder() -> tokio::runtime::Builder {
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
     builder
-}
-
-/// Set when a run whose process exits after it ([`RunOptions::exiting`]) begins its
-/// clean stop: state dropped from then on is left to the system (see [`release`]).
-static EXITING: AtomicBool = AtomicBool::new(false);
-
-/// Frees `state`, or, once the process is on its way out, leaves it to the system, which
-/// takes the memory back whole at exit. Freeing a large state allocation by allocation
-/// holds up the stop: on `footfall bench`, the final checkpoint's copy of the policies'
-/// state, the workers' state and the identity graph take a tenth of a second to free.
-pub fn release<T>(state: T) {
-    if EXITING.load(Ordering::Relaxed) {
-        std::mem::forget(state);
-    } else {
-        drop(state);
-    }
 }
 
 /// How a run is driven.
@@ -495,7 +480,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                 }
             }
             processing = Some(started.elapsed());
-            EXITING.store(opts.exiting, Ordering::Relaxed);
+            exit::set(opts.exiting);
             if r.is_ok()
                 && let Some(c) = &mut ckpt
             {
@@ -529,7 +514,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                                 r = seq.finish(None).await.map(|_| ());
                             }
                             processing = Some(started.elapsed());
-                            EXITING.store(opts.exiting, Ordering::Relaxed);
+                            exit::set(opts.exiting);
                             break;
                         }
                     },
@@ -541,7 +526,7 @@ async fn run_here(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, 
                         Err(e) => Err(e),
                     },
                     _ = shutdown.changed() => {
-                        EXITING.store(opts.exiting, Ordering::Relaxed);
+                        exit::set(opts.exiting);
                         if let Some(c) = &mut ckpt {
                             r = c.maybe(&mut seq, &sinks, true).await;
                         }
