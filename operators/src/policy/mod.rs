@@ -149,6 +149,17 @@ enum Entry {
     Release(Packed),
 }
 
+impl Entry {
+    /// The customer it is about, if any.
+    fn customer(&self) -> Option<&str> {
+        match self {
+            Entry::Action(a) | Entry::Release(a) => a.customer_id(),
+            Entry::Close { customer, .. } => Some(customer),
+            Entry::Fact(f) | Entry::LateFact(_, f) => f.customer(),
+        }
+    }
+}
+
 /// Due entries per agenda queue whose customers [`Policy::touch`] reads ahead.
 const TOUCH: usize = 64;
 
@@ -298,16 +309,10 @@ impl Policy {
     fn touch(&self, due: &impl Fn(&Order) -> bool) {
         let mut sum = 0u64;
         self.agenda.visit_due(due, TOUCH, |e| {
-            let key = match e {
-                Entry::Action(a) => {
-                    sum += u64::from(self.seen.contains(a.action_id()));
-                    a.customer_id()
-                }
-                Entry::Release(a) => a.customer_id(),
-                Entry::Close { customer, .. } => Some(customer.as_str()),
-                Entry::Fact(f) | Entry::LateFact(_, f) => f.customer(),
-            };
-            if let Some(c) = key.and_then(|k| self.customers.get(k)) {
+            if let Entry::Action(a) = e {
+                sum += u64::from(self.seen.contains(a.action_id()));
+            }
+            if let Some(c) = e.customer().and_then(|k| self.customers.get(k)) {
                 sum += u64::from(c.consent.bits());
             }
         });
@@ -406,22 +411,8 @@ impl Policy {
             false
         });
         self.agenda.retain(|e| {
-            let names = match e {
-                Entry::Action(a) | Entry::Release(a) => a.customer_id() == Some(key),
-                Entry::Close { customer, .. } => customer == key,
-                Entry::Fact(
-                    Fact::Profile { key: k, .. }
-                    | Fact::Purchase { key: k, .. }
-                    | Fact::Expire { key: k },
-                )
-                | Entry::LateFact(
-                    _,
-                    Fact::Profile { key: k, .. }
-                    | Fact::Purchase { key: k, .. }
-                    | Fact::Expire { key: k },
-                ) => k == key,
-                Entry::Fact(_) | Entry::LateFact(..) => false,
-            };
+            // An erase applies at once (see `push_arrived`): none waits here.
+            let names = e.customer() == Some(key);
             if names && matches!(e, Entry::Action(_) | Entry::Release(_)) {
                 out.erased += 1;
             }

@@ -142,9 +142,7 @@ impl Fact {
             _ => None,
         }
     }
-}
 
-impl Fact {
     /// The customer it is about, if any.
     pub fn customer(&self) -> Option<&str> {
         match self {

@@ -16,7 +16,7 @@ pub(super) fn set(exiting: bool) {
 /// holds up the stop: on `footfall bench`, the final checkpoint's copy of the policies'
 /// state, the workers' state and the identity graph take a tenth of a second to free.
 /// Only state goes here: writers and sinks are dropped, so that their files are synced.
-pub fn release<T>(state: T) {
+pub(crate) fn release<T>(state: T) {
     if EXITING.load(Ordering::Relaxed) {
         std::mem::forget(state);
     } else {

@@ -43,7 +43,7 @@ use crate::log::{Log, LogError};
 use checkpointer::Checkpointer;
 use clock::{Clock, Mode};
 use dedupe::Dedupe;
-pub use exit::release;
+pub(crate) use exit::release;
 use sink::Sinks;
 use source::{Pacer, Source, SourceMsg};
 use stats::Stats;
