@@ -83,6 +83,10 @@ pub struct Figures {
     pub replay_secs: f64,
     /// CPU seconds.
     pub cpu_secs: f64,
+    /// Of the wall seconds, those after the last event was processed: the final
+    /// checkpoint and the shutdown.
+    #[serde(default)]
+    pub stop_secs: f64,
     /// Actions written.
     pub actions: u64,
 }
@@ -94,6 +98,7 @@ impl BenchReport {
             events: self.events,
             replay_secs: self.replay_secs,
             cpu_secs: self.cpu_secs,
+            stop_secs: self.stop_secs,
             actions: self.actions,
         }
     }

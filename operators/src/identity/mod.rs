@@ -17,8 +17,6 @@
 
 mod ids;
 
-use std::collections::VecDeque;
-
 pub use ids::{IdType, MAX_ANONYMOUS_IDS, is_junk};
 use rustc_hash::{FxHashMap, FxHashSet};
 use xxhash_rust::xxh3::xxh3_128_with_seed;
@@ -51,9 +49,11 @@ pub struct Resolved {
 pub struct Identity {
     links: FxHashMap<Str, Link>,
     erased: FxHashSet<u128>,
-    /// Per hard type (e-mail, phone): value → the customer holding it.
+    /// Per hard type (e-mail, phone): value → the customer holding it. The only copy
+    /// of each value: [`Owned`] says only which types a customer holds.
     hard: [FxHashMap<Str, Str>; 2],
-    /// Per customer: their hard ids and anonymous ids (oldest link first).
+    /// Per customer: which hard ids they hold, and their anonymous ids (oldest link
+    /// first).
     owned: FxHashMap<Str, Owned>,
     /// Link on any event carrying both a `user_id` and an `anonymous_id`, not only on
     /// `identify`.
@@ -62,11 +62,14 @@ pub struct Identity {
     conflicts: [u64; 4],
 }
 
+/// What a customer holds. Kept small (one entry per customer with a hard id or a
+/// link): the hard ids' values are in [`Identity::hard`] only.
 #[derive(Default)]
 struct Owned {
-    email: Option<Str>,
-    phone: Option<Str>,
-    anons: VecDeque<Str>,
+    /// Bit per hard slot ([`hard_slot`]): the customer holds an id of that type.
+    hard: u8,
+    /// Oldest first; at most [`MAX_ANONYMOUS_IDS`].
+    anons: Vec<Str>,
 }
 
 /// What a customer is known by.
@@ -241,10 +244,9 @@ impl Identity {
             }
         };
         let owned = self.owned.entry(user.clone()).or_default();
-        owned.anons.push_back(anon.clone());
-        if owned.anons.len() > MAX_ANONYMOUS_IDS
-            && let Some(oldest) = owned.anons.pop_front()
-        {
+        owned.anons.push(anon.clone());
+        if owned.anons.len() > MAX_ANONYMOUS_IDS {
+            let oldest = owned.anons.remove(0);
             self.links.remove(&oldest);
         }
         fresh
@@ -262,16 +264,13 @@ impl Identity {
             }
             None => {}
         }
+        // No one holds `value`: if `user` holds an id of this type, it is another one.
         let owned = self.owned.entry(user.clone()).or_default();
-        let slot = match t {
-            IdType::EmailSha256 => &mut owned.email,
-            _ => &mut owned.phone,
-        };
-        if slot.as_ref().is_some_and(|v| v != value) {
+        if owned.hard & (1 << i) != 0 {
             self.conflicts[t as usize] += 1;
             return;
         }
-        *slot = Some(value.clone());
+        owned.hard |= 1 << i;
         self.hard[i].insert(value.clone(), user.clone());
     }
 
@@ -302,9 +301,20 @@ impl Identity {
                 .find_map(|t| self.hard[hard_slot(t)?].get(id).cloned())?
         };
         let owned = self.owned.get(&user)?;
+        // The values are kept once, by value: finding a customer's takes a scan, which
+        // only this rare question pays.
+        let held = |t: IdType| {
+            let i = hard_slot(t)?;
+            if owned.hard & (1 << i) == 0 {
+                return None;
+            }
+            self.hard[i]
+                .iter()
+                .find_map(|(v, u)| (*u == user).then(|| v.clone()))
+        };
         Some(Identifiers {
-            email_sha256: owned.email.clone(),
-            phone_sha256: owned.phone.clone(),
+            email_sha256: held(IdType::EmailSha256),
+            phone_sha256: held(IdType::PhoneSha256),
             anonymous_ids: owned
                 .anons
                 .iter()
@@ -324,15 +334,9 @@ impl Identity {
 
     /// Restores a hard id written by [`hard_ids`](Self::hard_ids).
     pub fn restore_hard(&mut self, t: IdType, value: Str, user: Str) {
-        let owned = self.owned.entry(user.clone()).or_default();
-        match t {
-            IdType::EmailSha256 => owned.email = Some(value.clone()),
-            IdType::PhoneSha256 => owned.phone = Some(value.clone()),
-            _ => return,
-        }
-        if let Some(i) = hard_slot(t) {
-            self.hard[i].insert(value, user);
-        }
+        let Some(i) = hard_slot(t) else { return };
+        self.owned.entry(user.clone()).or_default().hard |= 1 << i;
+        self.hard[i].insert(value, user);
     }
 
     /// Forgets `user_id`: drops its links and returns the keys whose state must be
@@ -382,7 +386,7 @@ impl Identity {
             .entry(user_id.clone())
             .or_default()
             .anons
-            .push_back(anonymous_id.clone());
+            .push(anonymous_id.clone());
         self.links.insert(anonymous_id, Link { user_id, since });
     }
 

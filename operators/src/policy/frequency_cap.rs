@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CapPeriod, FrequencyCap};
+use crate::event::Str;
 use crate::local;
 use crate::time::Timestamp;
 
@@ -17,7 +18,8 @@ pub struct Counts(Vec<Count>);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Count {
-    channel: String,
+    /// Inline: channel names are short.
+    channel: Str,
     week: bool,
     /// Local day number, or ISO week number, since the epoch.
     period: i64,
@@ -85,7 +87,7 @@ impl Counts {
             {
                 Some(c) => c.n += 1,
                 None => self.0.push(Count {
-                    channel: channel.to_owned(),
+                    channel: Str::from(channel),
                     week: is_week,
                     period,
                     n: 1,

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::Packed;
 use crate::action::Group;
+use crate::event::Str;
 use crate::time::{Span, Timestamp};
 
 /// A customer's latest written action per trigger.
@@ -16,7 +17,8 @@ pub struct Latest(Vec<Touch>);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Touch {
-    trigger: String,
+    /// Inline: trigger names are short.
+    trigger: Str,
     action_id: String,
     group: Group,
     #[serde(with = "crate::time::nanos")]
@@ -65,16 +67,21 @@ pub struct Purchase<'a> {
 impl Latest {
     /// Remembers `action` as the latest of its trigger.
     pub fn record(&mut self, action: &Packed) {
-        let touch = Touch {
-            trigger: action.trigger().to_owned(),
-            action_id: action.action_id().to_owned(),
-            group: action.group,
-            fired_at: action.fired_at,
-        };
         match self.0.iter_mut().find(|t| t.trigger == action.trigger()) {
-            Some(t) if t.fired_at <= action.fired_at => *t = touch,
+            Some(t) if t.fired_at <= action.fired_at => {
+                // In place: the id's buffer is reused.
+                t.action_id.clear();
+                t.action_id.push_str(action.action_id());
+                t.group = action.group;
+                t.fired_at = action.fired_at;
+            }
             Some(_) => {}
-            None => self.0.push(touch),
+            None => self.0.push(Touch {
+                trigger: Str::from(action.trigger()),
+                action_id: action.action_id().to_owned(),
+                group: action.group,
+                fired_at: action.fired_at,
+            }),
         }
     }
 
@@ -87,7 +94,7 @@ impl Latest {
                 out.push(Conversion {
                     conversion_id: conversion_id(&t.action_id, purchase.transaction_id),
                     action_id: t.action_id.clone(),
-                    trigger: t.trigger.clone(),
+                    trigger: t.trigger.to_string(),
                     group: t.group,
                     customer_id: purchase.customer.to_owned(),
                     fired_at: t.fired_at,

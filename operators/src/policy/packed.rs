@@ -51,12 +51,20 @@ pub struct Packed {
 impl Packed {
     /// Packs `a`, encoding its payload.
     pub fn new(a: &Action) -> Packed {
-        let mut text = String::with_capacity(256);
+        let optional = [&a.customer_id, &a.anonymous_id, &a.store_id];
+        let known: usize = [&a.action_id, &a.trigger, &a.rule_version, &a.channel]
+            .into_iter()
+            .chain([&a.template, &a.reason])
+            .map(String::len)
+            .chain(optional.into_iter().flatten().map(|s| s.len()))
+            .sum();
+        // Room for the payload too, most of the time: growing copies the lot.
+        let mut text = Vec::with_capacity(known + 256);
         let mut ends = [0u32; PARTS];
         let mut present = 0u16;
-        let mut put = |text: &mut String, part: Part, s: Option<&str>| {
+        let mut put = |text: &mut Vec<u8>, part: Part, s: Option<&str>| {
             if let Some(s) = s {
-                text.push_str(s);
+                text.extend_from_slice(s.as_bytes());
                 present |= 1 << part as u16;
             }
             ends[part as usize] = text.len() as u32;
@@ -70,14 +78,23 @@ impl Packed {
         put(&mut text, Part::Channel, Some(&a.channel));
         put(&mut text, Part::Template, Some(&a.template));
         put(&mut text, Part::Reason, Some(&a.reason));
-        let mut json = Vec::new();
-        // A JSON value always encodes.
-        let _ = sonic_rs::to_writer(&mut json, &a.payload);
-        put(
-            &mut text,
-            Part::Payload,
-            Some(std::str::from_utf8(&json).unwrap_or("null")),
-        );
+        // The payload's JSON goes straight after the texts, with no buffer of its own.
+        let texts = text.len();
+        if sonic_rs::to_writer(&mut text, &a.payload).is_err() {
+            // A JSON value always encodes; should it not, the payload reads `null`.
+            text.truncate(texts);
+            text.extend_from_slice(b"null");
+        }
+        let text = String::from_utf8(text).unwrap_or_else(|e| {
+            // The texts are `str`s and the encoder writes UTF-8; should that not hold,
+            // the payload reads `null` rather than half a character.
+            let mut b = e.into_bytes();
+            b.truncate(texts);
+            b.extend_from_slice(b"null");
+            String::from_utf8(b).unwrap_or_default()
+        });
+        ends[Part::Payload as usize] = text.len() as u32;
+        present |= 1 << Part::Payload as u16;
         Packed {
             text: text.into_boxed_str(),
             ends,

@@ -275,6 +275,11 @@ impl BenchArgs {
             );
         }
         println!(
+            "  of the wall time, the stop (final checkpoint, shutdown): median {:.2} s with, {:.2} s without",
+            med(&|r| r[0].stop_secs),
+            med(&|r| r[1].stop_secs),
+        );
+        println!(
             "  actions written: {} with (after the policies), {} without",
             thousands(rounds[0][0].actions),
             thousands(rounds[0][1].actions)

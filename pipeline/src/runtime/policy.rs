@@ -76,6 +76,9 @@ pub struct Local {
     /// Messages from workers past a barrier that is not yet aligned.
     stash: VecDeque<PolicyMsg>,
     out: Output,
+    /// The buffer of items last taken in, emptied, for the worker's next batch: an
+    /// outbox that starts empty grows (and copies itself) a dozen times per batch.
+    spare: Vec<(Timestamp, Input)>,
     /// Actions held, as last added to `footfall_actions_held`.
     held: i64,
     counters: Counters,
@@ -102,6 +105,7 @@ impl Local {
             reply: None,
             stash: VecDeque::new(),
             out: Output::default(),
+            spare: Vec::new(),
             held: 0,
             counters: Counters::new(),
             buf: Vec::with_capacity(4096),
@@ -244,12 +248,21 @@ impl Local {
     /// Hands `msg`'s items to the policies and records the sender's progress.
     fn push(&mut self, msg: PolicyMsg) {
         let from = msg.from as usize;
-        for (arrived, input) in msg.items {
+        let mut items = msg.items;
+        for (arrived, input) in items.drain(..) {
             self.policy
                 .push_arrived(msg.from, self.seq[from], arrived, input, &mut self.out);
             self.seq[from] += 1;
         }
+        if items.capacity() > self.spare.capacity() {
+            self.spare = items;
+        }
         self.progress[from] = self.progress[from].max(msg.progress);
+    }
+
+    /// An empty buffer for a worker's next items, with the room the last ones took.
+    pub fn spare(&mut self) -> Vec<(Timestamp, Input)> {
+        std::mem::take(&mut self.spare)
     }
 
     /// Writes the output decided so far: actions, suppressions and conversions, and

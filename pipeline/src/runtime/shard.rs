@@ -250,9 +250,10 @@ impl Policies {
                     continue;
                 }
                 self.sent[j] = progress;
+                let items = std::mem::replace(&mut p.outbox[j], local.spare());
                 local.take(PolicyMsg {
                     from: self.me,
-                    items: std::mem::take(&mut p.outbox[j]),
+                    items,
                     progress,
                     barrier: barrier.take().map(|reply| Barrier { reply: Some(reply) }),
                 })?;
@@ -278,9 +279,11 @@ impl Policies {
                 continue;
             }
             self.sent[j] = progress;
+            // The next batch's items for it take about as much room as these.
+            let room = p.outbox[j].len();
             let msg = PolicyMsg {
                 from: self.me,
-                items: std::mem::take(&mut p.outbox[j]),
+                items: std::mem::replace(&mut p.outbox[j], Vec::with_capacity(room)),
                 progress,
                 barrier: at_barrier.then(|| Barrier {
                     reply: if j as u32 == self.me {
