@@ -18,7 +18,7 @@
 //! # async fn replay() -> Result<(), Box<dyn std::error::Error>> {
 //! let cfg = Config::default();
 //! let log = Log::open("footfall-data", cfg.log.clone())?;
-//! let summary = runtime::replay(&cfg, &log, None).await?;
+//! let summary = runtime::replay(&cfg, &log, None, None).await?;
 //! println!("{} events, clock at {}", summary.stats.total_read(), summary.clock);
 //! # Ok(())
 //! # }

@@ -77,8 +77,18 @@ fn two_workers_write_what_one_writes_across_a_crash_of_one() {
     // Worker 0 runs to the end; worker 1 is killed a few times, each restart resuming
     // from its newest checkpoint.
     let first = spawn_replay(&two, &w0);
+    // Paced: the four runs (0.3 to 1.5 s each) read at most 35,000 × 3.2 s of the
+    // input, so every one is killed mid-way however fast the machine.
     let kills = kill_at_random_points(
-        &["replay", "--data-dir", path(&two), "--config", path(&w1)],
+        &[
+            "replay",
+            "--data-dir",
+            path(&two),
+            "--config",
+            path(&w1),
+            "--rate",
+            "35000",
+        ],
         4,
         0x51_7cc1_b727_220a,
         Duration::from_millis(300),

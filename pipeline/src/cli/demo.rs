@@ -48,7 +48,7 @@ pub async fn demo(data_dir: &Path, customers: u64, hours: f64, seed: u64) -> any
         generate::HISTORY_DAYS
     )?;
     drop(records);
-    let summary = runtime::replay(&cfg, &log, None).await?;
+    let summary = runtime::replay(&cfg, &log, None, None).await?;
     writeln!(
         out,
         "  replayed in event time through every trigger, with the default settings:\n              \

@@ -150,17 +150,19 @@ pub async fn run(cfg: &Config, log: &Log, opts: RunOptions) -> Result<Summary, R
 }
 
 /// Replays `log` in event time to the end of its input, then to `until` (default: the
-/// largest event time read): `footfall replay` and the demo.
+/// largest event time read): `footfall replay` and the demo. With `rate`, reads at most
+/// that many records a second, all topics together.
 pub async fn replay(
     cfg: &Config,
     log: &Log,
     until: Option<Timestamp>,
+    rate: Option<f64>,
 ) -> Result<Summary, RuntimeError> {
     let (_stop, shutdown) = watch::channel(false);
     let opts = RunOptions {
         mode: Mode::Replay,
         until,
-        rate: None,
+        rate,
         shutdown,
         exit_at_end: false,
         sql: None,
