@@ -142,7 +142,7 @@ enum Command {
         /// Read at most this many records a second, all topics together (default: as
         /// fast as they come): a replay that shares a machine, or a test that must catch
         /// one mid-way.
-        #[arg(long)]
+        #[arg(long, value_parser = cli::rate)]
         rate: Option<f64>,
     },
     /// Run the long-lived service: live clock, /metrics, /healthz, /readyz.
@@ -409,11 +409,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<()> {
         } => {
             let cfg = load_config(config.as_deref(), data_dir)?;
             let until = until.map(|u| parse_time("--until", &u)).transpose()?;
-            if let Some(r) = rate
-                && !(r.is_finite() && r > 0.0)
-            {
-                bail!("--rate: must be a positive number of records a second, not {r}");
-            }
             let log = Log::open(&cfg.transport.data_dir, cfg.log.clone())?;
             let summary = runtime::replay(&cfg, &log, until, rate).await?;
             print_summary(&summary, &mut std::io::stderr())?;

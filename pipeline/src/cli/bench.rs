@@ -21,7 +21,7 @@ pub struct BenchArgs {
     #[arg(long)]
     customers: Option<u64>,
     /// Pace the sources to this many events a second (for latency).
-    #[arg(long)]
+    #[arg(long, value_parser = super::rate)]
     rate: Option<f64>,
     /// Generator seed.
     #[arg(long, default_value_t = 1)]
