@@ -48,6 +48,8 @@ pub struct BenchReport {
     pub replay_secs: f64,
     /// CPU seconds (user and system, every thread) the replay took.
     pub cpu_secs: f64,
+    /// The replay's CPU seconds split, page faults and waits.
+    pub usage: Usage,
     /// Events read per second of replay.
     pub events_per_sec: f64,
     /// Events read per second of processing: the replay without the checkpoint at its
@@ -89,6 +91,12 @@ pub struct Figures {
     pub stop_secs: f64,
     /// Actions written.
     pub actions: u64,
+    /// The replay's CPU seconds split, page faults and waits.
+    #[serde(default)]
+    pub usage: Usage,
+    /// Peak resident memory of the process, bytes (0: not known).
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
 }
 
 impl BenchReport {
@@ -100,23 +108,60 @@ impl BenchReport {
             cpu_secs: self.cpu_secs,
             stop_secs: self.stop_secs,
             actions: self.actions,
+            usage: self.usage,
+            peak_rss_bytes: self.peak_rss_bytes.unwrap_or(0),
         }
     }
 }
 
-/// CPU seconds this process has used so far, all threads, user and system (Linux and
-/// other Unix).
-pub fn cpu_secs() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF is always valid.
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return 0.0;
+/// What this process has used so far, all threads (Linux and other Unix), from
+/// `getrusage`; [`Usage::since`] gives what a stretch of work used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// User CPU seconds.
+    pub user_secs: f64,
+    /// System CPU seconds: page faults, system calls, waking threads.
+    pub sys_secs: f64,
+    /// Page faults served without I/O: mostly memory touched for the first time.
+    pub faults: u64,
+    /// Voluntary context switches: a thread gave up its core to wait.
+    pub waits: u64,
+}
+
+impl Usage {
+    /// Now.
+    pub fn now() -> Usage {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `getrusage` fills the struct it is given; RUSAGE_SELF is always valid.
+        let usage = unsafe {
+            if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+                return Usage::default();
+            }
+            usage.assume_init()
+        };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        Usage {
+            user_secs: secs(usage.ru_utime),
+            sys_secs: secs(usage.ru_stime),
+            faults: usage.ru_minflt as u64,
+            waits: usage.ru_nvcsw as u64,
         }
-        usage.assume_init()
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    }
+
+    /// What was used from `before` until `self`.
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            user_secs: self.user_secs - before.user_secs,
+            sys_secs: self.sys_secs - before.sys_secs,
+            faults: self.faults.saturating_sub(before.faults),
+            waits: self.waits.saturating_sub(before.waits),
+        }
+    }
+
+    /// User and system CPU seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        self.user_secs + self.sys_secs
+    }
 }
 
 /// Resident and peak resident memory of this process, from `/proc/self/status`.
@@ -191,7 +236,7 @@ pub async fn measure(
 ) -> Result<BenchReport, RuntimeError> {
     let log = Log::open(dir, cfg.log.clone())?;
     let (_stop, shutdown) = watch::channel(false);
-    let cpu_before = cpu_secs();
+    let before = Usage::now();
     let summary = runtime::run(
         cfg,
         &log,
@@ -216,7 +261,7 @@ pub async fn measure(
         },
     )
     .await?;
-    let cpu = cpu_secs() - cpu_before;
+    let usage = Usage::now().since(before);
     let (rss, peak) = (summary.rss_bytes, memory().1);
     let replay_secs = summary.elapsed.as_secs_f64();
     let events = summary.stats.total_read();
@@ -224,7 +269,8 @@ pub async fn measure(
         records: prepared.records,
         write_secs: prepared.write_secs,
         replay_secs,
-        cpu_secs: cpu,
+        cpu_secs: usage.cpu_secs(),
+        usage,
         events,
         events_per_sec: events as f64 / replay_secs.max(1e-9),
         processing_events_per_sec: events as f64 / summary.processing.as_secs_f64().max(1e-9),

@@ -279,6 +279,32 @@ impl BenchArgs {
             med(&|r| r[0].stop_secs),
             med(&|r| r[1].stop_secs),
         );
+        // Where the difference goes beyond the work itself: memory touched for the first
+        // time (page faults, system time), memory held, threads waiting on each other.
+        let both_neither = |f: &dyn Fn(&Figures) -> f64| (med(&|r| f(&r[0])), med(&|r| f(&r[1])));
+        let (user, sys) = (
+            both_neither(&|f| f.usage.user_secs),
+            both_neither(&|f| f.usage.sys_secs),
+        );
+        println!(
+            "  CPU time, median: user {:.2} s with, {:.2} s without; system {:.2} s with, {:.2} s without",
+            user.0, user.1, sys.0, sys.1
+        );
+        let (faults, waits, peak) = (
+            both_neither(&|f| f.usage.faults as f64),
+            both_neither(&|f| f.usage.waits as f64),
+            both_neither(&|f| f.peak_rss_bytes as f64 / (1 << 20) as f64),
+        );
+        println!(
+            "  median page faults {} with, {} without; peak resident {:.0} MiB with, {:.0} MiB without; \
+             waits (voluntary context switches) {} with, {} without",
+            thousands(faults.0 as u64),
+            thousands(faults.1 as u64),
+            peak.0,
+            peak.1,
+            thousands(waits.0 as u64),
+            thousands(waits.1 as u64),
+        );
         println!(
             "  actions written: {} with (after the policies), {} without",
             thousands(rounds[0][0].actions),
@@ -406,6 +432,13 @@ fn print_report(r: &BenchReport, rate: Option<f64>, v: Variant) {
         "  CPU               {:.2} s ({:.1} cores busy on average)",
         r.cpu_secs,
         r.cpu_secs / r.replay_secs.max(1e-9)
+    );
+    println!(
+        "                    user {:.2} s, system {:.2} s; {} page faults, {} waits (voluntary context switches)",
+        r.usage.user_secs,
+        r.usage.sys_secs,
+        thousands(r.usage.faults),
+        thousands(r.usage.waits)
     );
     if let Some(rate) = rate {
         println!("  paced at          {rate:.0} events/s");
