@@ -170,6 +170,20 @@ impl TimerService {
         Some(Fired { due, op, key, tag })
     }
 
+    /// Whether a timer of `key` falls due at or before `until`; `None` when more than
+    /// `limit` timers of any key do (too many to look through).
+    pub fn due_by(&self, key: &str, until: Timestamp, limit: usize) -> Option<bool> {
+        let mut due = self.queue.iter().take_while(|t| t.0 <= until);
+        for _ in 0..limit {
+            match due.next() {
+                Some(t) if t.2 == key => return Some(true),
+                Some(_) => {}
+                None => return Some(false),
+            }
+        }
+        due.next().is_none().then_some(false)
+    }
+
     /// The earliest pending instant.
     pub fn next_due(&self) -> Option<Timestamp> {
         self.earliest
@@ -208,6 +222,33 @@ mod tests {
         assert_eq!(t.pop_due(s(24), false), None);
         assert_eq!(t.pop_due(s(99), false).unwrap().key, "a");
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn due_by_finds_a_keys_timer_up_to_the_instant_and_gives_up_past_the_limit() {
+        let mut t = TimerService::default();
+        let s = Timestamp::from_secs;
+        t.set(0, "a", 1, s(10));
+        t.set(0, "b", 1, s(20));
+        t.set(1, "b", 2, s(30));
+        assert_eq!(t.due_by("b", s(19), 8), Some(false));
+        assert_eq!(
+            t.due_by("b", s(20), 8),
+            Some(true),
+            "due at the instant counts"
+        );
+        assert_eq!(t.due_by("c", s(99), 8), Some(false));
+        assert_eq!(
+            t.due_by("c", s(99), 3),
+            Some(false),
+            "exactly the limit is looked through"
+        );
+        assert_eq!(t.due_by("c", s(99), 2), None, "more due than the limit");
+        assert_eq!(
+            t.due_by("b", s(99), 2),
+            Some(true),
+            "found within the limit"
+        );
     }
 
     #[test]

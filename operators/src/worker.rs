@@ -78,6 +78,10 @@ type RestoreRow<'a> = dyn FnMut(&str, &[u8]) -> Result<(), String> + 'a;
 /// the operators' (no operator has this name).
 pub const REFERENCE: &str = "reference";
 
+/// Timers due before an early export's horizon that [`Worker::export_early`] looks
+/// through, at most, for the key's.
+const EARLY_TIMERS: usize = 256;
+
 /// The default state TTL: 400 days of pipeline clock.
 pub const DEFAULT_STATE_TTL: Span = Span::from_secs(400 * 86_400);
 
@@ -289,6 +293,21 @@ impl Worker {
             }
         }
         states
+    }
+
+    /// Exports `key`'s state ahead of its turn, when nothing between now and its turn
+    /// can change it: the caller knows that none of the work queued before the export
+    /// names `key`, and that none of it moves the clock past `until`. Then what stays
+    /// to check is that no timer of `key` falls due by `until` and that its state does
+    /// not expire by then; `None` (export at its turn) when either may happen.
+    pub fn export_early(&mut self, key: &str, until: Timestamp) -> Option<KeyStates> {
+        let until = until.max(self.clock);
+        if self.timers.expired(key, until, self.ttl)
+            || self.timers.due_by(key, until, EARLY_TIMERS) != Some(false)
+        {
+            return None;
+        }
+        Some(self.export(key))
     }
 
     /// Deletes all state of `key` and cancels its timers (an `erase`), and drops every

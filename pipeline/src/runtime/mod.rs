@@ -14,6 +14,7 @@
 //! those only.
 
 pub mod assign;
+mod backlog;
 pub mod checkpointer;
 pub mod clock;
 pub mod dedupe;

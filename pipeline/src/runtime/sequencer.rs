@@ -326,7 +326,7 @@ impl Sequencer {
                 let (reply, _) = oneshot::channel();
                 self.pending[wf].push(Work::Export {
                     key: m.from,
-                    reply,
+                    reply: Some(reply),
                     at: event.timestamp,
                 });
             } else if wf == wi {
@@ -339,7 +339,7 @@ impl Sequencer {
                 let (reply, states) = oneshot::channel();
                 self.pending[wf].push(Work::Export {
                     key: m.from,
-                    reply,
+                    reply: Some(reply),
                     at: event.timestamp,
                 });
                 // The export must be on its way before the importer can wait for it.

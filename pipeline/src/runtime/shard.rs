@@ -13,6 +13,7 @@ use footfall_operators::time::{Span, Timestamp};
 use footfall_operators::worker::{KeyStates, Snapshot, Worker};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backlog::Backlog;
 use super::policy::{Barrier, Local, PolicyMsg};
 use super::sink::Sinks;
 use super::stats::Stats;
@@ -57,8 +58,8 @@ pub enum Work {
     Export {
         /// The key whose state moves.
         key: Str,
-        /// Where it goes.
-        reply: oneshot::Sender<KeyStates>,
+        /// Where it goes; taken when the state went ahead of its turn (see `backlog`).
+        reply: Option<oneshot::Sender<KeyStates>>,
         /// The `identify`'s time.
         at: Timestamp,
     },
@@ -369,9 +370,11 @@ impl Retain {
     }
 }
 
-/// What woke an idle worker.
+/// What a worker does next.
 enum Wake {
     Batch(Option<Vec<Work>>),
+    /// A batch taken in earlier is next.
+    Held,
     Policy(Option<PolicyMsg>),
     Due,
     Live,
@@ -427,12 +430,18 @@ pub async fn run(
         direct: policies.direct,
     };
     let mut last_timers = 0i64;
+    let mut backlog = Backlog::new(rx.max_capacity());
     loop {
+        // Batches already waiting are taken in at once: states they ask for may go
+        // ahead of their turn (see `backlog`). The first of them is ready work.
+        backlog.take_waiting(&mut rx, &mut worker);
+        let held = !backlog.is_empty();
         // Rows not yet published go out within a second even if nothing else arrives,
         // and a request for live state is answered at once.
         let due = retain.as_ref().and_then(Retain::due);
         let wake = tokio::select! {
-            b = rx.recv() => Wake::Batch(b),
+            b = rx.recv(), if !held => Wake::Batch(b),
+            _ = std::future::ready(()), if held => Wake::Held,
             _ = async {
                 match due {
                     Some(wait) => tokio::time::sleep(wait).await,
@@ -447,13 +456,19 @@ pub async fn run(
             } => Wake::Policy(m),
             _ = live_asked(&mut retain) => Wake::Live,
         };
-        let next = match wake {
-            Wake::Batch(b) => b,
+        let batch = match wake {
+            Wake::Batch(Some(b)) => {
+                backlog.admit(b, &mut worker);
+                backlog.take_waiting(&mut rx, &mut worker);
+                backlog.pop()
+            }
+            Wake::Batch(None) => break,
+            Wake::Held => backlog.pop(),
             Wake::Policy(msg) => {
                 if let (Some(msg), Some(local)) = (msg, &mut policies.local) {
                     local.take(msg)?;
                 }
-                write_held(&mut p, &mut policies, rx.is_empty())?;
+                write_held(&mut p, &mut policies, rx.is_empty() && !held)?;
                 continue;
             }
             Wake::Due => {
@@ -469,7 +484,7 @@ pub async fn run(
                 continue;
             }
         };
-        let Some(batch) = next else { break };
+        let Some(batch) = batch else { continue };
         for work in batch {
             // A late event's input takes its place where this clock stands (see
             // `Policy::push_arrived`).
@@ -541,7 +556,9 @@ pub async fn run(
                 }
                 Work::Export { key, reply, at } => {
                     worker.fire_before(at, &mut p.actions);
-                    let _ = reply.send(worker.export(&key));
+                    if let Some(reply) = reply {
+                        let _ = reply.send(worker.export(&key));
+                    }
                     Instant::now()
                 }
                 Work::Import { key, states, at } => {
@@ -560,7 +577,7 @@ pub async fn run(
         // While more batches wait, their input joins this one's: fewer, fuller messages
         // (and wake-ups) for other partitions, and fewer, larger writes; nothing is held
         // once the worker is idle.
-        let idle = rx.is_empty();
+        let idle = rx.is_empty() && backlog.is_empty();
         let queued: usize = p.outbox.iter().map(Vec::len).sum();
         if idle || queued >= SEND_AT {
             policies.send(&mut p, worker.clock(), None, false)?;
@@ -580,6 +597,12 @@ pub async fn run(
         last_timers = timers;
     }
     m.timers_pending.sub(last_timers);
+    tracing::debug!(
+        worker = policies.me,
+        exports = backlog.exports,
+        early = backlog.early,
+        "devices' states exported, and of them sent ahead of their turn"
+    );
     p.emit()?;
     if let Some(local) = &mut policies.local {
         local.write()?;

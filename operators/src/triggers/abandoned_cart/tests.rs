@@ -358,3 +358,24 @@ fn erase_drops_the_customer_everywhere_and_for_good() {
         snap.touched
     );
 }
+
+#[test]
+fn a_devices_state_goes_early_only_if_none_of_its_timers_is_due_by_the_exports_turn() {
+    let cart = r#""type":"add_to_cart","cart_id":"c1","items":[{"item_id":"a","price":"1.00"}]"#;
+    let mut s = script();
+    s.anon_click("d-1", "10:00:00", cart);
+    let key = "anon:d-1";
+    // The reminder is due at 10:30: work up to 10:30 could fire it, so the state waits.
+    assert!(s.worker().export_early(key, at("10:30:00")).is_none());
+    let early = s
+        .worker()
+        .export_early(key, at("10:29:59"))
+        .expect("nothing due by then");
+    assert_eq!(early.len(), 1, "the cart moved");
+    assert_eq!(s.worker().timers_pending(), 0, "its reminder moved with it");
+    s.advance("11:00:00");
+    assert!(
+        s.actions().is_empty(),
+        "the device has nothing left to fire"
+    );
+}
