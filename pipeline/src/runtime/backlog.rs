@@ -71,11 +71,14 @@ impl Backlog {
                 continue;
             };
             self.exports += 1;
-            if reply.is_none() {
+            // Gone already, or no one waits for it (another process merges its own copy).
+            if reply.as_ref().is_none_or(|r| r.is_closed()) {
                 continue;
             }
             // The latest instant the work before it may move the clock to, unless some
-            // of it keeps the export at its turn.
+            // of it keeps the export at its turn. The sequencer ends a batch at each
+            // export a worker waits for: a held batch is looked through at most once for
+            // each batch taken in behind it, no more than the channel holds.
             let mut until = Some(*at);
             for w in self.batches.iter().flatten().chain(before.iter()) {
                 until = until.zip(horizon(w, key)).map(|(u, h)| u.max(h));
