@@ -231,24 +231,23 @@ mod tests {
         t.set(0, "a", 1, s(10));
         t.set(0, "b", 1, s(20));
         t.set(1, "b", 2, s(30));
-        assert_eq!(t.due_by("b", s(19), 8), Some(false));
-        assert_eq!(
-            t.due_by("b", s(20), 8),
-            Some(true),
-            "due at the instant counts"
-        );
-        assert_eq!(t.due_by("c", s(99), 8), Some(false));
-        assert_eq!(
-            t.due_by("c", s(99), 3),
-            Some(false),
-            "exactly the limit is looked through"
-        );
-        assert_eq!(t.due_by("c", s(99), 2), None, "more due than the limit");
-        assert_eq!(
-            t.due_by("b", s(99), 2),
-            Some(true),
-            "found within the limit"
-        );
+        let cases = [
+            ("b", 19, 8, Some(false), "not due yet"),
+            ("b", 20, 8, Some(true), "due at the instant counts"),
+            ("c", 99, 8, Some(false), "no timer of the key"),
+            (
+                "c",
+                99,
+                3,
+                Some(false),
+                "exactly the limit is looked through",
+            ),
+            ("c", 99, 2, None, "more due than the limit"),
+            ("b", 99, 2, Some(true), "found within the limit"),
+        ];
+        for (key, until, limit, want, why) in cases {
+            assert_eq!(t.due_by(key, s(until), limit), want, "{why}");
+        }
     }
 
     #[test]

@@ -79,13 +79,8 @@ impl Backlog {
             // of it keeps the export at its turn. The sequencer ends a batch at each
             // export a worker waits for: a held batch is looked through at most once for
             // each batch taken in behind it, no more than the channel holds.
-            let mut until = Some(*at);
-            for w in self.batches.iter().flatten().chain(before.iter()) {
-                until = until.zip(horizon(w, key)).map(|(u, h)| u.max(h));
-                if until.is_none() {
-                    break;
-                }
-            }
+            let until = (self.batches.iter().flatten().chain(before.iter()))
+                .try_fold(*at, |until, w| Some(until.max(horizon(w, key)?)));
             let Some(until) = until else { continue };
             if let Some(states) = worker.export_early(key, until)
                 && let Some(reply) = reply.take()
