@@ -22,6 +22,7 @@
 mod agenda;
 pub mod arbitration;
 pub mod consent;
+mod customer;
 pub mod dedupe;
 pub mod erased;
 pub mod frequency_cap;
@@ -51,11 +52,9 @@ pub use packed::Packed;
 pub use records::{Fact, Input, Output, Reason, Suppression};
 
 use agenda::Agenda;
-use consent::Consent;
+use customer::{Customer, Zone};
 use dedupe::Seen;
 use erased::Erased;
-use frequency_cap::Counts;
-use lift::Latest;
 use quiet_hours::QuietHours;
 
 /// The policies' settings, checked.
@@ -122,16 +121,6 @@ impl Settings {
     }
 }
 
-/// What the policies keep per customer.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Customer {
-    consent: Consent,
-    timezone: Option<Str>,
-    home_store: Option<Str>,
-    caps: Counts,
-    latest: Latest,
-}
-
 /// An agenda entry, applied at its instant.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Entry {
@@ -176,7 +165,8 @@ const RELEASE: u8 = 3;
 pub struct Policy {
     settings: Settings,
     customers: KeyedState<Customer>,
-    stores: FxHashMap<Str, Str>,
+    /// Each store's zone.
+    stores: FxHashMap<Str, Zone>,
     erased: Erased,
     agenda: Agenda,
     windows: FxHashMap<(Str, i64), Vec<Packed>>,
@@ -215,7 +205,7 @@ impl Policy {
                 push: given("push"),
                 sms: given("sms"),
                 email: given("email"),
-                timezone: c.timezone.clone(),
+                timezone: c.zone.name().map(Str::from),
                 home_store: c.home_store.clone(),
             });
         }
@@ -354,8 +344,8 @@ impl Policy {
                 }
                 let c = self.customers.get_or_default(&key);
                 consent::update(&mut c.consent, &consent);
-                if timezone.is_some() {
-                    c.timezone = timezone;
+                if let Some(tz) = timezone {
+                    c.zone = Zone::new(tz);
                 }
                 if home_store.is_some() {
                     c.home_store = home_store;
@@ -363,7 +353,7 @@ impl Policy {
             }
             Fact::Store { store_id, timezone } => {
                 if let Some(tz) = timezone {
-                    self.stores.insert(store_id, tz);
+                    self.stores.insert(store_id, Zone::new(tz));
                 }
             }
             Fact::Purchase {
@@ -377,7 +367,8 @@ impl Policy {
                 let touched = self
                     .customers
                     .get(&key)
-                    .is_some_and(|c| !c.latest.is_empty());
+                    .and_then(Customer::latest)
+                    .is_some_and(|l| !l.is_empty());
                 if touched && let Some(c) = self.customers.get_mut(&key) {
                     let purchase = lift::Purchase {
                         customer: &key,
@@ -386,8 +377,11 @@ impl Policy {
                         value,
                         currency: currency.as_deref(),
                     };
-                    c.latest
-                        .attribute(&purchase, self.settings.attribution, &mut out.conversions);
+                    c.latest_mut().attribute(
+                        &purchase,
+                        self.settings.attribution,
+                        &mut out.conversions,
+                    );
                 }
             }
             Fact::Erase { key } => self.erase(&key, out),
@@ -520,7 +514,7 @@ impl Policy {
         let c = self.customers.get_or_default(&key);
         let tz = zone_of(Some(c), &self.stores, self.settings.default_zone);
         if let Err(why) = c
-            .caps
+            .caps_mut()
             .admit(&self.settings.caps, a.channel(), tz, a.fired_at)
         {
             return self.suppress(a, Reason::FrequencyCap, why, at, out);
@@ -555,7 +549,7 @@ impl Policy {
             return;
         }
         if let Some(c) = a.customer_id() {
-            self.customers.get_or_default(c).latest.record(&a);
+            self.customers.get_or_default(c).latest_mut().record(&a);
         }
         out.written.push(a);
     }
@@ -581,13 +575,12 @@ impl Policy {
 }
 
 /// The zone of customer `c`: their profile's, else their home store's, else `default`.
-fn zone_of(c: Option<&Customer>, stores: &FxHashMap<Str, Str>, default: Tz) -> Tz {
-    c.and_then(|c| c.timezone.as_deref())
-        .and_then(local::zone)
+fn zone_of(c: Option<&Customer>, stores: &FxHashMap<Str, Zone>, default: Tz) -> Tz {
+    c.and_then(|c| c.zone.tz())
         .or_else(|| {
             c.and_then(|c| c.home_store.as_ref())
                 .and_then(|s| stores.get(s))
-                .and_then(|tz| local::zone(tz))
+                .and_then(Zone::tz)
         })
         .unwrap_or(default)
 }

@@ -19,7 +19,8 @@ impl Policy {
         let mut rows: Vec<(String, Vec<u8>)> = Vec::new();
         rows.push(("m".into(), json(&(self.frontier.as_nanos(), self.next))));
         for (s, tz) in &self.stores {
-            rows.push((format!("s:{s}"), tz.as_bytes().to_vec()));
+            let name = tz.name().unwrap_or_default();
+            rows.push((format!("s:{s}"), name.as_bytes().to_vec()));
         }
         for h in self.erased.hashes() {
             rows.push((format!("e:{h:032x}"), Vec::new()));
@@ -59,7 +60,8 @@ impl Policy {
             }
             "s" => {
                 let tz = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-                self.stores.insert(Str::from(rest), Str::from(tz));
+                self.stores
+                    .insert(Str::from(rest), super::Zone::new(Str::from(tz)));
             }
             "e" => {
                 let h = u128::from_str_radix(rest, 16).map_err(|e| e.to_string())?;

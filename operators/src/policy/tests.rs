@@ -337,10 +337,8 @@ fn purchases_credit_written_actions_in_their_group() {
 fn customer_and_day_rows_of_earlier_checkpoints_still_restore() {
     let mut p = Policy::new(settings(0));
     let a = action("abandoned_cart", "m-1", "2026-11-20T10:00:00Z");
-    let customer = Customer {
-        consent: [("push", true)].into_iter().collect(),
-        ..Customer::default()
-    };
+    let mut customer = Customer::default();
+    customer.consent = [("push", true)].into_iter().collect();
     let id = xxhash_rust::xxh3::xxh3_128(a.action_id().as_bytes());
     let day = t("2026-11-20T10:00:00Z").as_secs().div_euclid(86_400);
     p.restore("c:m-1", &serde_json::to_vec(&customer).unwrap())
