@@ -83,7 +83,7 @@ fn a_second_user_claiming_the_same_email_is_refused_and_counted() {
     // Restored from a checkpoint, the graph refuses the same.
     let mut back = Identity::default();
     for (t, v, u) in id.hard_ids() {
-        back.restore_hard(t, v.clone(), u.clone());
+        back.restore_hard(t, v, u.clone());
     }
     back.resolve(Topic::Customers, &profile("m-3", "e-hash", 40));
     assert_eq!(back.take_counts(), vec![(IdType::EmailSha256, 0, 1)]);
@@ -206,4 +206,29 @@ fn erase_forgets_links_and_refuses_the_customer_from_then_on() {
         restored.restore_erased(h);
     }
     assert!(restored.is_erased("u-1") && !restored.is_erased("u-2"));
+}
+
+#[test]
+fn e_mail_hashes_kept_as_bytes_read_back_as_they_came_and_still_conflict() {
+    let lower = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let upper = lower.to_ascii_uppercase();
+    let mut id = Identity::default();
+    id.resolve(Topic::Customers, &profile("m-1", lower, 10));
+    id.resolve(Topic::Customers, &profile("m-2", &upper, 10));
+    // The same hash in capitals is another value, as it always was: no conflict.
+    id.resolve(Topic::Customers, &profile("m-3", lower, 20));
+    assert_eq!(id.take_counts(), vec![(IdType::EmailSha256, 0, 1)]);
+    assert_eq!(id.show(lower).unwrap().user_id, "m-1");
+    assert_eq!(id.show(&upper).unwrap().user_id, "m-2");
+    assert_eq!(id.show("m-1").unwrap().email_sha256.as_deref(), Some(lower));
+    let mut rows: Vec<(IdType, Str, Str)> =
+        id.hard_ids().map(|(t, v, u)| (t, v, u.clone())).collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (IdType::EmailSha256, Str::from(upper.as_str()), "m-2".into()),
+            (IdType::EmailSha256, Str::from(lower), "m-1".into()),
+        ]
+    );
 }

@@ -51,7 +51,7 @@ pub struct Identity {
     erased: FxHashSet<u128>,
     /// Per hard type (e-mail, phone): value → the customer holding it. The only copy
     /// of each value: [`Owned`] says only which types a customer holds.
-    hard: [FxHashMap<Str, Str>; 2],
+    hard: [FxHashMap<HardValue, Str>; 2],
     /// Per customer: which hard ids they hold, and their anonymous ids (oldest link
     /// first).
     owned: FxHashMap<Str, Owned>,
@@ -105,6 +105,41 @@ fn hard_slot(t: IdType) -> Option<usize> {
 struct Link {
     user_id: Str,
     since: Timestamp,
+}
+
+/// A hard id's value as the graph keys it. A SHA-256 in lowercase hex, as producers
+/// send e-mail and phone hashes, is kept as its 32 bytes: no allocation of its own (64
+/// characters do not fit inline) and half the bytes to hash. Anything else is kept as
+/// given. Either reads back as the text it came as.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum HardValue {
+    Sha256([u8; 32]),
+    Text(Str),
+}
+
+impl HardValue {
+    fn new(value: &str) -> HardValue {
+        let mut bytes = [0u8; 32];
+        let lower_hex = value.len() == 64 && !value.bytes().any(|b| b.is_ascii_uppercase());
+        if lower_hex && hex::decode_to_slice(value, &mut bytes).is_ok() {
+            HardValue::Sha256(bytes)
+        } else {
+            HardValue::Text(Str::from(value))
+        }
+    }
+
+    /// The value as it came.
+    fn text(&self) -> Str {
+        match self {
+            HardValue::Sha256(bytes) => {
+                let mut text = [0u8; 64];
+                // 32 bytes always fit 64 hex digits, which are ASCII.
+                let _ = hex::encode_to_slice(bytes, &mut text);
+                Str::from(std::str::from_utf8(&text).unwrap_or_default())
+            }
+            HardValue::Text(s) => s.clone(),
+        }
+    }
 }
 
 /// How the key of a device not linked to a customer begins.
@@ -256,7 +291,8 @@ impl Identity {
     /// or `user` already has a different one: then the link is refused and counted.
     fn link_hard(&mut self, t: IdType, value: &Str, user: &Str) {
         let Some(i) = hard_slot(t) else { return };
-        match self.hard[i].get(value.as_str()) {
+        let value = HardValue::new(value);
+        match self.hard[i].get(&value) {
             Some(holder) if holder == user => return,
             Some(_) => {
                 self.conflicts[t as usize] += 1;
@@ -271,7 +307,7 @@ impl Identity {
             return;
         }
         owned.hard |= 1 << i;
-        self.hard[i].insert(value.clone(), user.clone());
+        self.hard[i].insert(value, user.clone());
     }
 
     /// Placeholder ids seen and conflicting links refused since the last call, per type.
@@ -298,7 +334,7 @@ impl Identity {
         } else {
             [IdType::EmailSha256, IdType::PhoneSha256]
                 .into_iter()
-                .find_map(|t| self.hard[hard_slot(t)?].get(id).cloned())?
+                .find_map(|t| self.hard[hard_slot(t)?].get(&HardValue::new(id)).cloned())?
         };
         let owned = self.owned.get(&user)?;
         // The values are kept once, by value: finding a customer's takes a scan, which
@@ -310,7 +346,7 @@ impl Identity {
             }
             self.hard[i]
                 .iter()
-                .find_map(|(v, u)| (*u == user).then(|| v.clone()))
+                .find_map(|(v, u)| (*u == user).then(|| v.text()))
         };
         Some(Identifiers {
             email_sha256: held(IdType::EmailSha256),
@@ -325,18 +361,18 @@ impl Identity {
     }
 
     /// Every hard id as `(type, value, customer)` (for checkpoints).
-    pub fn hard_ids(&self) -> impl Iterator<Item = (IdType, &Str, &Str)> {
+    pub fn hard_ids(&self) -> impl Iterator<Item = (IdType, Str, &Str)> {
         [IdType::EmailSha256, IdType::PhoneSha256]
             .into_iter()
             .zip(&self.hard)
-            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t, v, u)))
+            .flat_map(|(t, m)| m.iter().map(move |(v, u)| (t, v.text(), u)))
     }
 
     /// Restores a hard id written by [`hard_ids`](Self::hard_ids).
     pub fn restore_hard(&mut self, t: IdType, value: Str, user: Str) {
         let Some(i) = hard_slot(t) else { return };
         self.owned.entry(user.clone()).or_default().hard |= 1 << i;
-        self.hard[i].insert(value, user);
+        self.hard[i].insert(HardValue::new(&value), user);
     }
 
     /// Forgets `user_id`: drops its links and returns the keys whose state must be

@@ -431,7 +431,7 @@ impl Sequencer {
             hard: self
                 .identity
                 .hard_ids()
-                .map(|(t, v, u)| (t.as_str().to_owned(), v.clone(), u.clone()))
+                .map(|(t, v, u)| (t.as_str().to_owned(), v, u.clone()))
                 .collect(),
         };
         let mut replies = Vec::new();
