@@ -46,9 +46,7 @@ pub struct BenchReport {
     pub events: u64,
     /// Seconds to replay them.
     pub replay_secs: f64,
-    /// CPU seconds (user and system, every thread) the replay took.
-    pub cpu_secs: f64,
-    /// The replay's CPU seconds split, page faults and waits.
+    /// The replay's CPU seconds (user and system, every thread), page faults and waits.
     pub usage: Usage,
     /// Events read per second of replay.
     pub events_per_sec: f64,
@@ -105,7 +103,7 @@ impl BenchReport {
         Figures {
             events: self.events,
             replay_secs: self.replay_secs,
-            cpu_secs: self.cpu_secs,
+            cpu_secs: self.usage.cpu_secs(),
             stop_secs: self.stop_secs,
             actions: self.actions,
             usage: self.usage,
@@ -269,7 +267,6 @@ pub async fn measure(
         records: prepared.records,
         write_secs: prepared.write_secs,
         replay_secs,
-        cpu_secs: usage.cpu_secs(),
         usage,
         events,
         events_per_sec: events as f64 / replay_secs.max(1e-9),

@@ -430,8 +430,8 @@ fn print_report(r: &BenchReport, rate: Option<f64>, v: Variant) {
     );
     println!(
         "  CPU               {:.2} s ({:.1} cores busy on average)",
-        r.cpu_secs,
-        r.cpu_secs / r.replay_secs.max(1e-9)
+        r.usage.cpu_secs(),
+        r.usage.cpu_secs() / r.replay_secs.max(1e-9)
     );
     println!(
         "                    user {:.2} s, system {:.2} s; {} page faults, {} waits (voluntary context switches)",
