@@ -282,3 +282,80 @@ pub async fn measure(
         checkpoints: summary.stats.checkpoints(),
     })
 }
+
+/// The median of `values` (NaN when there are none).
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// A confidence interval for the median of the distribution `values` were drawn from,
+/// at `confidence` or more (say 0.95), without assuming its shape: the `k`-th smallest
+/// and `k`-th largest value, for the largest `k` whose interval still covers the median
+/// with that probability (each value falls below the median with probability ½, so
+/// how many do is binomial). Returns the interval and its exact coverage; `None` when
+/// there are too few values for any interval that sure (fewer than 6 for 0.95).
+pub fn median_interval(
+    values: impl IntoIterator<Item = f64>,
+    confidence: f64,
+) -> Option<(f64, f64, f64)> {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // P(Binomial(n, ½) = i), for i = 0, 1, ...: the interval [k-th, (n+1-k)-th] misses
+    // the median when fewer than k values fall on one side of it.
+    let mut pmf = 0.5f64.powi(i32::try_from(n).ok()?);
+    let (mut tail, mut k) = (0.0, 0);
+    let mut coverage = None;
+    while k < n / 2 {
+        tail += pmf;
+        let c = 1.0 - 2.0 * tail;
+        if c < confidence {
+            break;
+        }
+        coverage = Some(c);
+        pmf *= (n - k) as f64 / (k + 1) as f64;
+        k += 1;
+    }
+    let coverage = coverage?;
+    Some((v[k - 1], v[n - k], coverage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_takes_the_order_statistics_the_binomial_gives() {
+        let ranks = |n: usize| {
+            let values = (1..=n).map(|i| i as f64);
+            median_interval(values, 0.95).map(|(lo, hi, c)| (lo as usize, hi as usize, c))
+        };
+        // Five values: even [min, max] misses the median with probability 2/32.
+        assert_eq!(ranks(5), None);
+        assert_eq!(ranks(0), None);
+        // Six and seven: only [min, max] (1 - 2/64, 1 - 2/128).
+        assert_eq!(ranks(6), Some((1, 6, 1.0 - 2.0 / 64.0)));
+        assert_eq!(ranks(7), Some((1, 7, 1.0 - 2.0 / 128.0)));
+        // Fifteen: the 4th and 12th, covering 1 - 2 * (1 + 15 + 105 + 455) / 2^15; the
+        // 5th and 11th would cover only 88 %.
+        let (lo, hi, c) = ranks(15).unwrap();
+        assert_eq!((lo, hi), (4, 12));
+        assert!((c - (1.0 - 2.0 * 576.0 / 32768.0)).abs() < 1e-12, "{c}");
+        // Order, not position: shuffled values give the same interval.
+        let shuffled = [
+            9.0, 1.0, 14.0, 3.0, 12.0, 5.0, 7.0, 2.0, 15.0, 4.0, 6.0, 11.0, 8.0, 13.0, 10.0,
+        ];
+        assert_eq!(
+            median_interval(shuffled, 0.95).map(|i| (i.0, i.1)),
+            Some((4.0, 12.0))
+        );
+        assert_eq!(median([3.0, 1.0, 2.0, 10.0]), 2.5);
+        assert!(median([]).is_nan());
+    }
+}

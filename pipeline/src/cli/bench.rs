@@ -6,7 +6,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 use footfall_operators::event::Topic;
-use footfall_pipeline::bench::{self, BenchParams, BenchReport, Figures, Prepared};
+use footfall_pipeline::bench::{
+    self, BenchParams, BenchReport, Figures, Prepared, median, median_interval,
+};
 
 use super::report::thousands;
 use crate::load_config;
@@ -54,7 +56,8 @@ pub struct BenchArgs {
     #[arg(long, requires = "policy_cost")]
     split: bool,
     /// Rounds for `--policy-cost` (the machine's noise moves single replays by several
-    /// per cent: the median of each round's ratio is the figure).
+    /// per cent: the median of each round's ratio is the figure, with a 95 % confidence
+    /// interval from 6 rounds on).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// SQL workload: the retained tables' bytes a row, a tumbling aggregate over
@@ -260,15 +263,33 @@ impl BenchArgs {
             range(&wall(0)),
             range(&cpu(0))
         );
+        // Where the median itself lies: the machine's noise, in the same units.
+        let interval = |f: &dyn Fn(&[Figures]) -> f64| match median_interval(
+            rounds.iter().map(|r| f(r)),
+            CONFIDENCE,
+        ) {
+            Some((lo, hi, c)) => format!(
+                "{:+.1} to {:+.1} % ({:.1} % sure)",
+                pct(lo),
+                pct(hi),
+                c * 100.0
+            ),
+            None => "needs 6 rounds or more".to_owned(),
+        };
+        println!(
+            "  the median's confidence interval: {} wall time, {} CPU time",
+            interval(&wall(0)),
+            interval(&cpu(0))
+        );
         for (i, v) in variants.iter().enumerate().skip(2) {
             let m = medians(i);
             println!(
-                "  {} alone: {:+.1} % wall time, {:+.1} % CPU time (single rounds {} wall); \
+                "  {} alone: {:+.1} % wall time, {:+.1} % CPU time (interval {} wall); \
                  median {:.2} s, {:.2} s CPU; {} actions written",
                 v.name(),
                 pct(med(&wall(i))),
                 pct(med(&cpu(i))),
-                range(&wall(i)),
+                interval(&wall(i)),
                 m.replay_secs,
                 m.cpu_secs,
                 thousands(m.actions),
@@ -345,6 +366,9 @@ impl Variant {
     }
 }
 
+/// How sure the interval `--policy-cost` gives for its median is.
+const CONFIDENCE: f64 = 0.95;
+
 /// One replay's figures in a table cell.
 fn cells(f: &Figures) -> String {
     format!(
@@ -353,16 +377,6 @@ fn cells(f: &Figures) -> String {
         f.cpu_secs,
         thousands((f.events as f64 / f.replay_secs.max(1e-9)) as u64)
     )
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// Replaces `to` with a copy of the input topics of the log in `from`.
