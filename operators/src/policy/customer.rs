@@ -55,7 +55,15 @@ pub(super) enum Zone {
     #[default]
     Unset,
     Known(Tz),
-    Other(Box<Str>),
+    Other(Box<Named>),
+}
+
+/// A zone named otherwise than the bundled database names it (or not known to it): the
+/// name as given, and what it parsed to, once.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Named {
+    name: Str,
+    tz: Option<Tz>,
 }
 
 impl Zone {
@@ -63,7 +71,7 @@ impl Zone {
     pub fn new(name: Str) -> Zone {
         match local::zone(&name) {
             Some(tz) if tz.name() == name => Zone::Known(tz),
-            _ => Zone::Other(Box::new(name)),
+            tz => Zone::Other(Box::new(Named { name, tz })),
         }
     }
 
@@ -72,7 +80,7 @@ impl Zone {
         match self {
             Zone::Unset => None,
             Zone::Known(tz) => Some(*tz),
-            Zone::Other(name) => local::zone(name),
+            Zone::Other(named) => named.tz,
         }
     }
 
@@ -81,7 +89,7 @@ impl Zone {
         match self {
             Zone::Unset => None,
             Zone::Known(tz) => Some(tz.name()),
-            Zone::Other(name) => Some(name),
+            Zone::Other(named) => Some(&named.name),
         }
     }
 }
