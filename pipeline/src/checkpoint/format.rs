@@ -50,7 +50,7 @@ pub struct SequencerState {
     /// Hashes of erased customers' keys (never the keys themselves).
     pub erased: Vec<u128>,
     /// Hard ids: (type, value, customer).
-    pub hard: Vec<(String, Str, Str)>,
+    pub hard: Vec<(Str, Str, Str)>,
 }
 
 /// Everything a checkpoint holds.
@@ -406,7 +406,7 @@ pub(super) fn decode_sequencer(bytes: &[u8]) -> Result<SequencerState, String> {
             "hard" => {
                 let user: &str = un("hard", v)?;
                 let (t, value) = key.split_once(':').ok_or("a hard id row is type:value")?;
-                s.hard.push((t.to_owned(), value.into(), user.into()));
+                s.hard.push((t.into(), value.into(), user.into()));
             }
             other => return Err(format!("unknown section {other:?}")),
         }

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use footfall_operators::event::{Event, EventKind, Topic};
+use footfall_operators::event::{Event, EventKind, Str, Topic};
 use footfall_operators::identity::{ANON_PREFIX, Identity};
 use footfall_operators::key::partition_for;
 use footfall_operators::time::Timestamp;
@@ -431,7 +431,7 @@ impl Sequencer {
             hard: self
                 .identity
                 .hard_ids()
-                .map(|(t, v, u)| (t.as_str().to_owned(), v, u.clone()))
+                .map(|(t, v, u)| (Str::from(t.as_str()), v, u.clone()))
                 .collect(),
         };
         let mut replies = Vec::new();
