@@ -331,6 +331,22 @@ impl BenchArgs {
             thousands(rounds[0][0].actions),
             thousands(rounds[0][1].actions)
         );
+        // Every replay of a variant reads the same input: the same actions, or the
+        // figures compare different work.
+        for (i, v) in variants.iter().enumerate() {
+            let counts: Vec<u64> = rounds.iter().map(|r| r[i].actions).collect();
+            if counts.iter().any(|&n| n != counts[0]) {
+                println!(
+                    "  warning: the rounds with {} wrote different numbers of actions: {}",
+                    v.name(),
+                    counts
+                        .iter()
+                        .map(|&n| thousands(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
         Ok(())
     }
 }
