@@ -9,6 +9,7 @@ use footfall_operators::event::Topic;
 use footfall_pipeline::bench::{
     self, BenchParams, BenchReport, Figures, Prepared, median, median_interval,
 };
+use footfall_pipeline::log::segment;
 
 use super::report::thousands;
 use crate::load_config;
@@ -422,9 +423,10 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &dest)?;
         } else {
-            let segment = dest.extension().is_some_and(|e| e == "seg");
-            // Another file system (or one without links) gets a copy.
-            if !(segment && std::fs::hard_link(entry.path(), &dest).is_ok()) {
+            let linked = segment::parse_file_name(&entry.file_name().to_string_lossy()).is_some()
+                && std::fs::hard_link(entry.path(), &dest).is_ok();
+            // Not a segment, or another file system (or one without links): a copy.
+            if !linked {
                 std::fs::copy(entry.path(), &dest)
                     .with_context(|| format!("copying {}", entry.path().display()))?;
             }
