@@ -7,6 +7,8 @@
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use super::Packed;
 use crate::time::{Span, Timestamp};
 
@@ -25,11 +27,12 @@ pub fn priority(priorities: &BTreeMap<String, i32>, trigger: &str) -> i32 {
     priorities.get(trigger).copied().unwrap_or(0)
 }
 
+/// One customer's actions in one window. Nearly always one: it is held in the window's
+/// entry, with no allocation of its own.
+pub type Held = SmallVec<[Packed; 1]>;
+
 /// Picks the winner of one window's actions; returns it and the others.
-pub fn decide(
-    mut actions: Vec<Packed>,
-    priorities: &BTreeMap<String, i32>,
-) -> Option<(Packed, Vec<Packed>)> {
+pub fn decide(mut actions: Held, priorities: &BTreeMap<String, i32>) -> Option<(Packed, Held)> {
     actions.sort_by(|a, b| {
         (
             Reverse(priority(priorities, a.trigger())),
@@ -78,16 +81,20 @@ mod tests {
             .into_iter()
             .collect();
         let (w, rest) = decide(
-            vec![action("birthday", 60), action("abandoned_cart", 100)],
+            vec![action("birthday", 60), action("abandoned_cart", 100)].into(),
             &p,
         )
         .unwrap();
         assert_eq!((w.trigger(), rest.len()), ("abandoned_cart", 1));
-        let (w, _) = decide(vec![action("birthday", 70), action("birthday", 61)], &p).unwrap();
+        let (w, _) = decide(
+            vec![action("birthday", 70), action("birthday", 61)].into(),
+            &p,
+        )
+        .unwrap();
         assert_eq!(w.fired_at, Timestamp::from_secs(61));
         let (a, b) = (action("x", 61), action("y", 61));
         let first = a.action_id().min(b.action_id()).to_owned();
-        let (w, _) = decide(vec![a, b], &p).unwrap();
+        let (w, _) = decide(vec![a, b].into(), &p).unwrap();
         assert_eq!(w.action_id(), first, "unconfigured triggers tie at 0");
     }
 }

@@ -6,15 +6,18 @@
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::config::{CapPeriod, FrequencyCap};
 use crate::event::Str;
 use crate::local;
 use crate::time::Timestamp;
 
-/// Actions counted per (channel, period).
+/// Actions counted per (channel, period). A customer capped on one channel has two
+/// counts (its day and its week): they sit in the customer's state, not in an allocation
+/// of their own (which would take room for four).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Counts(Vec<Count>);
+pub struct Counts(SmallVec<[Count; 2]>);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Count {

@@ -5,15 +5,18 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 
 use super::Packed;
 use crate::action::Group;
 use crate::event::Str;
 use crate::time::{Span, Timestamp};
 
-/// A customer's latest written action per trigger.
+/// A customer's latest written action per trigger. Most customers were sent one
+/// trigger's actions: its touch sits in the customer's state, not in an allocation of its
+/// own (which would take room for four).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Latest(Vec<Touch>);
+pub struct Latest(SmallVec<[Touch; 1]>);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Touch {

@@ -169,7 +169,7 @@ pub struct Policy {
     stores: FxHashMap<Str, Zone>,
     erased: Erased,
     agenda: Agenda,
-    windows: FxHashMap<(Str, i64), Vec<Packed>>,
+    windows: FxHashMap<(Str, i64), arbitration::Held>,
     seen: Seen,
     /// Actions in `windows` and releases in `agenda`: what [`held`](Self::held) reports.
     held: usize,

@@ -77,7 +77,7 @@ impl Policy {
                     .insert((Timestamp::from_nanos(t), rank, from, seq), entry);
             }
             "w" => {
-                let (k, w, actions): (Str, i64, Vec<super::Packed>) =
+                let (k, w, actions): (Str, i64, super::arbitration::Held) =
                     serde_json::from_slice(bytes).map_err(bad)?;
                 self.held += actions.len();
                 self.windows.insert((k, w), actions);
