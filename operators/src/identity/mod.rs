@@ -74,7 +74,9 @@ struct Owned {
 
 impl Owned {
     /// Adds `anon` as the newest. Room is taken one id at a time: most customers have
-    /// one or two devices, where a growing `Vec` would take room for four.
+    /// one or two devices, where a growing `Vec` would take room for four. (Not room in
+    /// the entry itself, as the policies' counts have: most entries are customers with
+    /// hard ids only, and every one of them would carry it.)
     fn add(&mut self, anon: Str) {
         if self.anons.len() == self.anons.capacity() {
             self.anons.reserve_exact(1);
