@@ -61,11 +61,20 @@ impl Agenda {
         if !due(&order) {
             return None;
         }
-        match queue {
-            Some(i) if i == self.queues.len() => self.closes.pop_front(),
-            Some(i) => self.queues[i].pop_front(),
-            None => self.scheduled.pop_first(),
+        let q = match queue {
+            Some(i) if i == self.queues.len() => &mut self.closes,
+            Some(i) => &mut self.queues[i],
+            None => return self.scheduled.pop_first(),
+        };
+        let popped = q.pop_front();
+        if q.is_empty() {
+            // Back to the start of its buffer. A queue's buffer keeps the room of its
+            // largest backlog (thousands of entries), and a ring goes round all of it:
+            // by the time an entry's slot comes round again it is out of cache. From
+            // the start, the next entries reuse the slots just emptied.
+            q.clear();
         }
+        popped
     }
 
     /// Visits entries `due` says are due, in no particular order: up to `limit` from
